@@ -1,0 +1,219 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at /openapi.json.
+
+A test compares its paths and methods with the Flask routes, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+
+_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+_LANG = {"type": "string", "enum": ["en", "zh"]}
+
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    if retry_after:
+        response["headers"] = {
+            "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}
+        }
+    return response
+
+
+_BAD_INPUT = {
+    "400": _error("Malformed JSON, invalid UTF-8, or invalid fields"),
+    "413": _error("Body over 16 KiB"),
+    "429": _error("Rate limit reached", retry_after=True),
+    "503": _error("Redis unavailable", retry_after=True),
+}
+_CONVERSATION_PARAM = {
+    "name": "conversation_id",
+    "in": "path",
+    "required": True,
+    "schema": _ID,
+}
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CoinEx customer-service chatbot API",
+            "version": __version__,
+            "description": "Ask a question; a worker answers it from the help centre or escalates "
+            "it to a human agent. Answers are fetched by polling the conversation's messages.",
+        },
+        "paths": {
+            "/api/v1/conversations": {
+                "post": {
+                    "operationId": "createConversation",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/NewConversation"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json("Conversation", "Conversation created"),
+                        **_BAD_INPUT,
+                    },
+                }
+            },
+            "/api/v1/conversations/{conversation_id}/messages": {
+                "parameters": [_CONVERSATION_PARAM],
+                "post": {
+                    "operationId": "postMessage",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/NewMessage"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json("Accepted", "Queued for a worker to answer"),
+                        "404": _error("Unknown conversation"),
+                        **_BAD_INPUT,
+                    },
+                },
+                "get": {
+                    "operationId": "listMessages",
+                    "responses": {
+                        "200": _json("MessageList", "The conversation's messages"),
+                        "404": _error("Unknown conversation"),
+                        "503": _error("Redis unavailable", retry_after=True),
+                    },
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "responses": {"200": _json("Status", "The process is alive")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "responses": {
+                        "200": _json("Status", "Redis reachable and knowledge base loaded"),
+                        "503": _json("Status", "Not ready; reasons says why"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "This document",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "operationId": "chatPage",
+                    "parameters": [
+                        {"name": "lang", "in": "query", "required": False, "schema": _LANG}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The customer chat page",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail"],
+                    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+                },
+                "NewConversation": {"type": "object", "properties": {"lang": _LANG}},
+                "Conversation": {
+                    "type": "object",
+                    "required": ["conversation_id"],
+                    "properties": {"conversation_id": _ID},
+                },
+                "NewMessage": {
+                    "type": "object",
+                    "required": ["text"],
+                    "properties": {
+                        "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+                        "lang": _LANG,
+                    },
+                },
+                "Accepted": {
+                    "type": "object",
+                    "required": ["message_id", "status"],
+                    "properties": {"message_id": _ID, "status": {"const": "pending"}},
+                },
+                "Message": {
+                    "type": "object",
+                    "required": ["message_id", "text", "status"],
+                    "properties": {
+                        "message_id": _ID,
+                        "text": {"type": "string"},
+                        "lang": {"type": "string"},
+                        "status": {"enum": ["pending", "answered", "escalated"]},
+                        "answer": {"type": ["string", "null"]},
+                        "articles": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "title": {"type": "string"},
+                                },
+                            },
+                        },
+                        "confidence": {"type": ["number", "null"]},
+                        "created_at": {"type": "number"},
+                        "answered_at": {"type": ["number", "null"]},
+                    },
+                },
+                "MessageList": {
+                    "type": "object",
+                    "required": ["conversation_id", "messages"],
+                    "properties": {
+                        "conversation_id": _ID,
+                        "messages": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Message"},
+                        },
+                    },
+                },
+                "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+            }
+        },
+    }

@@ -1,0 +1,194 @@
+"""Redis data model: conversations, messages, rate limits and escalation tickets.
+
+Keys are listed in docs/architecture.md. Completing a message is one Lua script that acts only
+while the message is still pending, so a redelivered task can neither answer twice nor open a
+second escalation ticket.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+PREFIX = "chatbot"
+MAX_LISTED_MESSAGES = 200
+
+_COMPLETE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'answer', ARGV[2], 'articles', ARGV[3],
+           'confidence', ARGV[4], 'answered_at', ARGV[5])
+if ARGV[1] == 'escalated' then
+  redis.call('XADD', KEYS[2], '*', 'conversation_id', ARGV[6], 'message_id', ARGV[7],
+             'question', ARGV[8], 'lang', ARGV[9], 'created_at', ARGV[5])
+end
+return 1
+"""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_valid_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    allowed: bool
+    retry_after: int
+    scope: str = ""
+
+
+def connect(url: str) -> redis.Redis:
+    """A client that fails fast when Redis is down and reconnects by itself when it is back."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        health_check_interval=15,
+    )
+
+
+class Store:
+    def __init__(self, client: redis.Redis, ttl_seconds: int, escalation_stream: str) -> None:
+        self.r = client
+        self.ttl = ttl_seconds
+        self.stream = escalation_stream
+        self._complete = client.register_script(_COMPLETE)
+
+    @staticmethod
+    def _conv(cid: str) -> str:
+        return f"{PREFIX}:conv:{cid}"
+
+    @staticmethod
+    def _msg(mid: str) -> str:
+        return f"{PREFIX}:msg:{mid}"
+
+    def ping(self) -> None:
+        self.r.ping()
+
+    def create_conversation(self, lang: str | None) -> str:
+        cid = new_id()
+        key = self._conv(cid)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(key, mapping={"created_at": f"{time.time():.3f}", "lang": lang or ""})
+        pipe.expire(key, self.ttl)
+        pipe.execute()
+        return cid
+
+    def conversation_exists(self, cid: str) -> bool:
+        return is_valid_id(cid) and bool(self.r.exists(self._conv(cid)))
+
+    def add_message(self, cid: str, text: str, lang: str) -> str:
+        mid = new_id()
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(
+            self._msg(mid),
+            mapping={
+                "conversation_id": cid,
+                "text": text,
+                "lang": lang,
+                "status": "pending",
+                "created_at": f"{time.time():.3f}",
+            },
+        )
+        pipe.expire(self._msg(mid), self.ttl)
+        pipe.rpush(f"{self._conv(cid)}:messages", mid)
+        pipe.expire(f"{self._conv(cid)}:messages", self.ttl)
+        pipe.expire(self._conv(cid), self.ttl)
+        pipe.execute()
+        return mid
+
+    def discard_message(self, cid: str, mid: str) -> None:
+        """Undo add_message when the task could not be enqueued (best effort)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self._msg(mid))
+        pipe.lrem(f"{self._conv(cid)}:messages", 0, mid)
+        pipe.execute()
+
+    def get_message(self, mid: str) -> dict[str, str] | None:
+        data = self.r.hgetall(self._msg(mid))
+        return data or None
+
+    def list_messages(self, cid: str) -> list[dict[str, Any]]:
+        ids = self.r.lrange(f"{self._conv(cid)}:messages", -MAX_LISTED_MESSAGES, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for mid in ids:
+            pipe.hgetall(self._msg(mid))
+        out = []
+        for mid, data in zip(ids, pipe.execute(), strict=True):
+            if data:
+                out.append(_public_message(mid, data))
+        return out
+
+    def complete(
+        self,
+        mid: str,
+        message: dict[str, str],
+        status: str,
+        answer: str,
+        articles: list[dict[str, str]],
+        confidence: float,
+    ) -> bool:
+        """Record the outcome once; False when the message was already completed (redelivery)."""
+        if status not in {"answered", "escalated"}:
+            raise ValueError(f"bad status {status!r}")
+        done = self._complete(
+            keys=[self._msg(mid), self.stream],
+            args=[
+                status,
+                answer,
+                json.dumps(articles, ensure_ascii=False),
+                f"{confidence:.4f}",
+                f"{time.time():.3f}",
+                message.get("conversation_id", ""),
+                mid,
+                message.get("text", ""),
+                message.get("lang", ""),
+            ],
+        )
+        return bool(done)
+
+    def hit_rate_limits(self, limits: list[tuple[str, int]], window: int = 60) -> RateLimitResult:
+        """Fixed-window counters, one round trip for all scopes; limit 0 means off."""
+        active = [(scope, limit) for scope, limit in limits if limit > 0]
+        if not active:
+            return RateLimitResult(True, 0)
+        now = time.time()
+        slot = int(now // window)
+        pipe = self.r.pipeline(transaction=False)
+        for scope, _ in active:
+            key = f"{PREFIX}:rl:{scope}:{slot}"
+            pipe.incr(key)
+            pipe.expire(key, window + 1)
+        counts = pipe.execute()[0::2]
+        retry_after = max(1, int((slot + 1) * window - now) + 1)
+        for (scope, limit), count in zip(active, counts, strict=True):
+            if count > limit:
+                return RateLimitResult(False, retry_after, scope.split(":", 1)[0])
+        return RateLimitResult(True, 0)
+
+
+def _public_message(mid: str, data: dict[str, str]) -> dict[str, Any]:
+    confidence = data.get("confidence")
+    answered_at = data.get("answered_at")
+    return {
+        "message_id": mid,
+        "text": data.get("text", ""),
+        "lang": data.get("lang", ""),
+        "status": data.get("status", "pending"),
+        "answer": data.get("answer") or None,
+        "articles": json.loads(data["articles"]) if data.get("articles") else [],
+        "confidence": float(confidence) if confidence else None,
+        "created_at": float(data.get("created_at", "0")),
+        "answered_at": float(answered_at) if answered_at else None,
+    }

@@ -1,0 +1,96 @@
+"""Dramatiq actors: answer customers' questions from the knowledge base.
+
+Run with ``dramatiq coinex_chatbot.tasks``. The broker is the Redis at REDIS_URL. Dramatiq delivers
+at least once; ``Store.complete`` makes the outcome of a message happen exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import lru_cache
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware
+
+from . import metrics
+from .config import Settings, load_settings
+from .knowledge import get_knowledge_base
+from .logs import log_event, setup_logging
+from .store import Store, connect
+
+log = logging.getLogger("coinex_chatbot.tasks")
+
+ESCALATION_TEXT = {
+    "en": "I'm not sure about this one, so I'm connecting you to a human agent. "
+    "They will reply in this chat.",
+    "zh": "这个问题我不太确定，正在为您转接人工客服，客服会在此对话中回复您。",
+}
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()
+
+
+@lru_cache(maxsize=1)
+def store() -> Store:
+    s = settings()
+    return Store(connect(s.redis_url), s.data_ttl_seconds, s.escalation_stream)
+
+
+class WarmUp(Middleware):
+    """Load the knowledge base when a worker process boots, not on its first message."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        setup_logging(settings().log_level)
+        get_knowledge_base()
+
+
+def make_broker(s: Settings) -> RedisBroker:
+    broker = RedisBroker(
+        url=s.redis_url,
+        heartbeat_timeout=s.broker_heartbeat_timeout_ms,
+        maintenance_chance=s.broker_maintenance_chance,
+        socket_connect_timeout=1.0,
+        health_check_interval=15,
+    )
+    broker.add_middleware(WarmUp())
+    return broker
+
+
+broker = make_broker(settings())
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(max_retries=20, min_backoff=250, max_backoff=10_000, time_limit=60_000)
+def answer_message(message_id: str) -> None:
+    started = time.perf_counter()
+    outcome = "missing"
+    st = store()
+    message = st.get_message(message_id)
+    if message is not None:
+        if message.get("status") != "pending":
+            outcome = "duplicate"
+        else:
+            answer = get_knowledge_base().answer(message["text"], message.get("lang") or None)
+            if answer.confidence >= settings().confidence_threshold:
+                status, text = "answered", answer.text
+            else:
+                status, text = "escalated", ESCALATION_TEXT.get(answer.lang, ESCALATION_TEXT["en"])
+            done = st.complete(
+                message_id, message, status, text, answer.articles, answer.confidence
+            )
+            outcome = status if done else "duplicate"
+    elapsed = time.perf_counter() - started
+    metrics.TASKS.labels(outcome).inc()
+    metrics.TASK_LATENCY.observe(elapsed)
+    log_event(
+        log,
+        "task",
+        task="answer_message",
+        message_id=message_id,
+        outcome=outcome,
+        duration_ms=round(elapsed * 1000, 2),
+    )

@@ -1,0 +1,244 @@
+"""Flask app factory: the chat API, the chat page, health, metrics and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+from flask import Flask, Response, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import metrics
+from .config import Settings, load_settings
+from .knowledge import detect_language, get_knowledge_base
+from .logs import log_event, setup_logging
+from .openapi import openapi_document
+from .store import Store, connect
+
+log = logging.getLogger("coinex_chatbot.web")
+
+LANGS = {"en", "zh"}
+REDIS_RETRY_AFTER = 5
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: str, retry_after: int | None = None):
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.retry_after = status, error, detail, retry_after
+
+
+def _error_response(
+    status: int, error: str, detail: str, retry_after: int | None = None
+) -> Response:
+    response = jsonify(error=error, detail=detail)
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _json_body(max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or an ApiError that says what is wrong with it."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(413, "body_too_large", f"the request body is over {max_bytes} bytes")
+    raw = request.get_data(cache=False)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "body_too_large", f"the request body is over {max_bytes} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, "invalid_encoding", f"the body is not valid UTF-8 ({exc.reason})"
+        ) from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+def _lang(body: dict[str, Any]) -> str | None:
+    lang = body.get("lang")
+    if lang is None:
+        return None
+    if lang not in LANGS:
+        raise ApiError(400, "invalid_lang", "lang must be 'en' or 'zh'")
+    return str(lang)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    setup_logging(settings.log_level)
+    from .tasks import answer_message  # the broker is configured from the same environment
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    store = Store(
+        connect(settings.redis_url), settings.data_ttl_seconds, settings.escalation_stream
+    )
+    kb = get_knowledge_base()
+
+    def require_conversation(cid: str) -> None:
+        if not store.conversation_exists(cid):
+            raise ApiError(404, "unknown_conversation", f"no conversation with id {cid!r}")
+
+    def rate_limit(scopes: list[tuple[str, int]]) -> None:
+        result = store.hit_rate_limits(scopes)
+        if not result.allowed:
+            metrics.RATE_LIMITED.labels(result.scope).inc()
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many messages ({result.scope} limit); retry in {result.retry_after} s",
+                result.retry_after,
+            )
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        metrics.HTTP_LATENCY.labels(endpoint).observe(elapsed)
+        log_event(
+            log,
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            latency_ms=round(elapsed * 1000, 2),
+            remote=request.remote_addr,
+        )
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return _error_response(exc.status, exc.error, exc.detail, exc.retry_after)
+
+    @app.errorhandler(redis.RedisError)
+    def _redis_down(exc: redis.RedisError) -> Response:
+        metrics.REDIS_ERRORS.inc()
+        log.warning("redis unavailable: %s", exc)
+        return _error_response(
+            503,
+            "service_unavailable",
+            "the message store is unavailable; please retry",
+            REDIS_RETRY_AFTER,
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        if code == 413:
+            return _error_response(
+                413, "body_too_large", f"the request body is over {settings.max_body_bytes} bytes"
+            )
+        name = (exc.name or "error").lower().replace(" ", "_")
+        return _error_response(code, name, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return _error_response(500, "internal_error", "an unexpected error occurred")
+
+    @app.get("/")
+    def chat_page() -> str:
+        lang = request.args.get("lang")
+        return render_template("index.html", lang=lang if lang in LANGS else None)
+
+    @app.post("/api/v1/conversations")
+    def create_conversation() -> tuple[Response, int]:
+        body = _json_body(settings.max_body_bytes)
+        lang = _lang(body)
+        rate_limit([(f"ip:{request.remote_addr}", settings.rate_limit_ip)])
+        cid = store.create_conversation(lang)
+        return jsonify(conversation_id=cid), 201
+
+    @app.post("/api/v1/conversations/<cid>/messages")
+    def post_message(cid: str) -> tuple[Response, int]:
+        body = _json_body(settings.max_body_bytes)
+        text = body.get("text")
+        if text is None:
+            raise ApiError(400, "missing_text", "the body needs a 'text' field")
+        if not isinstance(text, str):
+            raise ApiError(400, "invalid_text", "'text' must be a string")
+        text = text.strip()
+        if not text:
+            raise ApiError(400, "empty_text", "'text' must not be empty")
+        if len(text) > settings.max_text_chars:
+            raise ApiError(
+                400, "text_too_long", f"'text' is over {settings.max_text_chars} characters"
+            )
+        lang = _lang(body) or detect_language(text)
+        require_conversation(cid)
+        rate_limit(
+            [
+                (f"conversation:{cid}", settings.rate_limit_conversation),
+                (f"ip:{request.remote_addr}", settings.rate_limit_ip),
+            ]
+        )
+        mid = store.add_message(cid, text, lang)
+        try:
+            answer_message.send(mid)
+        except Exception:
+            try:
+                store.discard_message(cid, mid)
+            except redis.RedisError:
+                log.warning("could not discard message %s after a failed enqueue", mid)
+            raise
+        metrics.MESSAGES_ENQUEUED.inc()
+        return jsonify(message_id=mid, status="pending"), 202
+
+    @app.get("/api/v1/conversations/<cid>/messages")
+    def list_messages(cid: str) -> Response:
+        require_conversation(cid)
+        return jsonify(conversation_id=cid, messages=store.list_messages(cid))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        problems = []
+        try:
+            store.ping()
+        except redis.RedisError as exc:
+            problems.append(f"redis unreachable: {exc}")
+        if len(kb) == 0:
+            problems.append("knowledge base is empty")
+        if problems:
+            response = jsonify(status="unavailable", reasons=problems)
+            response.status_code = 503
+            response.headers["Retry-After"] = str(REDIS_RETRY_AFTER)
+            return response
+        return jsonify(status="ready", articles=len(kb))
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        data, content_type = metrics.render()
+        return Response(data, content_type=content_type)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(openapi_document())
+
+    return app

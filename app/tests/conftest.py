@@ -1,0 +1,51 @@
+"""Fixtures: real redis-server, uWSGI and Dramatiq processes (services.py). No mocks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from services import RedisServer, Stack, free_port, running_stack
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment every process of the app gets, and this test process too."""
+    env = {
+        "REDIS_URL": redis_server.url,
+        "SECRET_KEY": "test-secret-not-for-production",
+        "CHATBOT_ENV": "production",
+        "CHATBOT_RATE_LIMIT_CONVERSATION": "1000",
+        "CHATBOT_RATE_LIMIT_IP": "100000",
+        "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS": "5000",
+        "CHATBOT_BROKER_MAINTENANCE_CHANCE": "100000",
+    }
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture()
+def redis_client(redis_server: RedisServer):
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def live_stack(
+    app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The shared stack: uWSGI with 2 workers + a Dramatiq worker on the session's redis."""
+    with running_stack(app_env, tmp_path_factory.mktemp("stack")) as stack:
+        yield stack

@@ -1,0 +1,220 @@
+"""Real services for the tests: redis-server on a free port, uWSGI and Dramatiq processes.
+
+Nothing is mocked. If redis-server, uWSGI or Dramatiq cannot start, the fixtures fail loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+VENV_BIN = Path(sys.executable).parent
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    workdir: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        if not Path(REDIS_SERVER).exists():
+            raise AssertionError(
+                f"redis-server not found at {REDIS_SERVER}: run scripts/setup "
+                "(it installs Debian's redis-server)"
+            )
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, 10, f"redis-server on port {self.port}")
+
+    def ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@dataclass
+class Process:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> Process:
+    log = logdir / f"{name}.log"
+    handle = log.open("wb")
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Process(name, proc, log)
+
+
+def start_worker(env: dict[str, str], logdir: Path, name: str = "dramatiq") -> Process:
+    worker = spawn(
+        name,
+        [
+            str(VENV_BIN / "dramatiq"),
+            "coinex_chatbot.tasks",
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+            "--worker-shutdown-timeout",
+            "5000",
+        ],
+        env,
+        logdir,
+    )
+    wait_for(
+        lambda: "Worker process is ready" in worker.output() or worker.proc.poll() is not None,
+        30,
+        "the dramatiq worker to boot",
+    )
+    assert worker.proc.poll() is None, f"dramatiq exited:\n{worker.output()}"
+    return worker
+
+
+@dataclass
+class Stack:
+    base_url: str
+    env: dict[str, str]
+    logdir: Path
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.base_url + path, timeout=10, **kw)
+
+    def post(self, path: str, **kw) -> requests.Response:
+        return requests.post(self.base_url + path, timeout=10, **kw)
+
+    def ask(self, text: str, timeout: float = 20, lang: str | None = None) -> dict:
+        """Post a question in a new conversation and poll until a worker has completed it."""
+        cid = self.post("/api/v1/conversations", json={}).json()["conversation_id"]
+        body = {"text": text, **({"lang": lang} if lang else {})}
+        reply = self.post(f"/api/v1/conversations/{cid}/messages", json=body)
+        assert reply.status_code == 202, reply.text
+        mid = reply.json()["message_id"]
+        result: dict = {}
+
+        def done() -> bool:
+            messages = self.get(f"/api/v1/conversations/{cid}/messages").json()["messages"]
+            result.update(next(m for m in messages if m["message_id"] == mid))
+            return result["status"] != "pending"
+
+        wait_for(done, timeout, f"an answer to {text!r}")
+        return {"conversation_id": cid, **result}
+
+
+@contextmanager
+def running_stack(app_env: dict[str, str], logdir: Path, processes: int = 2) -> Iterator[Stack]:
+    """uWSGI (pyuwsgi) serving the app, one Dramatiq worker process; stopped on exit."""
+    port = free_port()
+    env = {**app_env, "PROMETHEUS_MULTIPROC_DIR": str(logdir / "prom")}
+    uwsgi = spawn(
+        "uwsgi",
+        [
+            str(VENV_BIN / "uwsgi"),
+            "--strict",
+            "--master",
+            "--http-socket",
+            f"127.0.0.1:{port}",
+            "--module",
+            "coinex_chatbot.wsgi:application",
+            "--processes",
+            str(processes),
+            "--lazy-apps",
+            "--need-app",
+            "--die-on-term",
+            "--enable-threads",
+            "--single-interpreter",
+            "--vacuum",
+            "--disable-logging",
+        ],
+        env,
+        logdir,
+    )
+    stack = Stack(f"http://127.0.0.1:{port}", env, logdir, {"uwsgi": uwsgi})
+    try:
+        wait_for(lambda: stack.get("/readyz").status_code == 200, 30, "uWSGI /readyz")
+        stack.processes["dramatiq"] = start_worker(env, logdir)
+        yield stack
+    except BaseException:
+        for p in stack.processes.values():
+            print(f"--- {p.name} log ---\n{p.output()[-4000:]}")
+        raise
+    finally:
+        for p in stack.processes.values():
+            p.stop()
