@@ -75,6 +75,7 @@ def test_chinese_question_is_detected(client):
         (json.dumps({"text": "x" * 2001}).encode(), 400, "text_too_long"),
         (b'{"text": "\xff\xfe bad"}', 400, "invalid_encoding"),
         (b'{"text": "hi", "lang": "fr"}', 400, "invalid_lang"),
+        (b'{"text": "hi", "lang": {}}', 400, "invalid_lang"),
         (json.dumps({"text": "hi", "pad": "y" * 17000}).encode(), 413, "body_too_large"),
     ],
 )

@@ -69,7 +69,7 @@ def _lang(body: dict[str, Any]) -> str | None:
     lang = body.get("lang")
     if lang is None:
         return None
-    if lang not in LANGS:
+    if not isinstance(lang, str) or lang not in LANGS:
         raise ApiError(400, "invalid_lang", "lang must be 'en' or 'zh'")
     return str(lang)
 
