@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from services import RedisServer, Stack, free_port, running_stack
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from coinex_chatbot.config import ConfigError, load_settings
 
 

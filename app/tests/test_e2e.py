@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from services import Stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from coinex_chatbot.config import load_settings
 
 pytestmark = pytest.mark.usefixtures("app_env")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from services import RedisServer, free_port, running_stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -1,0 +1,217 @@
+"""The customer chat page (GET /) in Debian's headless Chromium, driven by Playwright.
+
+Everything is real: the page talks to uWSGI serving the app, a Dramatiq worker answers from the
+knowledge base, Redis holds the data (the `live_stack` fixture in conftest.py). Chromium must be
+Debian's /usr/bin/chromium (installed by scripts/setup-chromium); when it is missing the tests fail.
+
+Set CHAT_PAGE_SCREENSHOT=docs/img/chat-page.png to save a screenshot of an answered question.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ANSWER_TIMEOUT_MS = 20_000
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@dataclass
+class ChatPage:
+    """A browser page on the chat, with what it logged and what it sent to the API."""
+
+    page: Page
+    base_url: str
+    console_errors: list[str] = field(default_factory=list)
+    api_posts: list[tuple[str, Any]] = field(default_factory=list)
+
+    def open(self, query: str = "") -> None:
+        self.page.goto(self.base_url + "/" + query)
+        expect(self.page.locator("body.ready")).to_have_count(1)
+
+    def type_question(self, text: str) -> None:
+        self.page.locator("#chat-input").fill(text)
+
+    def bot_replies(self):
+        return self.page.locator("#messages .message.bot")
+
+    def assert_no_console_errors(self) -> None:
+        assert self.console_errors == [], f"browser console errors: {self.console_errors}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the chat page test needs Debian's Chromium; "
+            "run scripts/setup-chromium (apt-get install chromium)",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def chat(browser: Browser, live_stack) -> Iterator[ChatPage]:
+    context = browser.new_context(locale="en-US", viewport={"width": 1100, "height": 820})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    chat = ChatPage(page, live_stack.base_url)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            chat.console_errors.append(f"{message.text} ({message.location})")
+
+    def on_request(request: Request) -> None:
+        if request.method == "POST" and "/api/v1/" in request.url:
+            chat.api_posts.append((request.url, json.loads(request.post_data or "null")))
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: chat.console_errors.append(f"uncaught: {exc}"))
+    page.on("request", on_request)
+    yield chat
+    context.close()
+
+
+def test_english_question_gets_an_answer_that_survives_a_reload(chat: ChatPage) -> None:
+    page = chat.page
+    chat.open()
+    expect(page).to_have_title(re.compile("CoinEx Support"))
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    send = page.locator("#send-button")
+    expect(send).to_be_disabled()
+
+    question = "How long does a BTC deposit take to arrive?"
+    chat.type_question(question)
+    expect(page.locator("#char-counter")).to_have_text(f"{len(question)} / 2000")
+    expect(send).to_be_enabled()
+    send.click()
+
+    expect(page.locator("#messages .message.user")).to_have_text(re.compile(re.escape(question)))
+    expect(page.locator("#chat-input")).to_have_value("")
+    answer = chat.bot_replies().first
+    expect(answer).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(answer).to_have_class(re.compile(r"\banswered\b"))
+    expect(answer).to_contain_text(re.compile("confirm", re.IGNORECASE))
+    expect(answer.locator("[data-testid=related-articles]")).to_contain_text("Related articles:")
+    expect(answer.locator(".articles-list li").first).not_to_be_empty()
+    expect(page.locator("[data-testid=typing]")).to_have_count(0)
+
+    create, message = chat.api_posts[0][1], chat.api_posts[1][1]
+    assert create == {"lang": "en"}
+    assert message == {"text": question, "lang": "en"}
+
+    screenshot = os.environ.get("CHAT_PAGE_SCREENSHOT")
+    if screenshot:
+        Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=screenshot)
+
+    answer_text = answer.locator(".message-text").inner_text()
+    page.reload()
+    expect(page.locator("body.ready")).to_have_count(1)
+    expect(page.locator("#messages .message.user")).to_have_count(1)
+    expect(chat.bot_replies()).to_have_count(1)
+    expect(chat.bot_replies().first.locator(".message-text")).to_have_text(answer_text)
+    chat.assert_no_console_errors()
+
+
+def test_chinese_ui_and_chinese_answer(chat: ChatPage) -> None:
+    page = chat.page
+    chat.open()
+    page.locator("#lang-switch button[value=zh]").click()
+
+    expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    expect(page).to_have_title(re.compile("客服"))
+    expect(page.locator("#chat-input")).to_have_attribute("placeholder", "请输入您的问题…")
+    expect(page.locator(".welcome-title")).to_have_text("您好，请问有什么可以帮您？")
+    expect(page.locator("#lang-switch button[value=zh]")).to_have_attribute("aria-pressed", "true")
+
+    question = "我的两步验证丢了怎么办"
+    chat.type_question(question)
+    page.locator("#chat-input").press("Enter")
+
+    answer = chat.bot_replies().first
+    expect(answer).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(answer).to_have_class(re.compile(r"\banswered\b"))
+    text = answer.locator(".message-text").inner_text()
+    assert len(CJK.findall(text)) >= 10, f"expected a Chinese answer, got {text!r}"
+    assert "验证" in text, f"the answer is not about two-factor authentication: {text!r}"
+    expect(answer.locator("[data-testid=related-articles]")).to_contain_text("相关文章：")
+
+    assert chat.api_posts[0][1] == {"lang": "zh"}
+    assert chat.api_posts[1][1] == {"text": question, "lang": "zh"}
+    chat.assert_no_console_errors()
+
+
+def test_off_topic_question_is_escalated(chat: ChatPage, redis_client) -> None:
+    page = chat.page
+    chat.open()
+    question = "What is the weather in Paris tomorrow?"
+    chat.type_question(question)
+    page.locator("#send-button").click()
+
+    escalated = page.locator("#messages .message.bot.escalated")
+    expect(escalated).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(escalated).to_contain_text("Connecting you to a human agent")
+    expect(page.locator("#messages .message.bot.answered")).to_have_count(0)
+
+    stream = os.environ.get("CHATBOT_ESCALATION_STREAM", "chatbot:escalations")
+    tickets = [fields for _, fields in redis_client.xrange(stream)]
+    assert [t for t in tickets if t.get("question") == question], tickets
+
+    # The escalation notice follows the language switch, like the rest of the UI.
+    page.locator("#lang-switch button[value=zh]").click()
+    expect(escalated).to_contain_text("正在为您转接人工客服")
+    chat.assert_no_console_errors()
+
+
+def test_input_rules_escaping_and_no_console_errors(chat: ChatPage) -> None:
+    page = chat.page
+    chat.open("?lang=zh")
+    expect(page.locator("#chat-input")).to_have_attribute("placeholder", "请输入您的问题…")
+    page.locator("#lang-switch button[value=en]").click()
+    expect(page).to_have_url(re.compile(r"[?&]lang=en\b"))
+
+    box = page.locator("#chat-input")
+    send = page.locator("#send-button")
+    box.fill("   \n  ")
+    expect(send).to_be_disabled()
+    box.fill("")
+    expect(box).to_have_attribute("maxlength", "2000")
+
+    payload = '<img src=x onerror="window.__xss=1"><b>bold</b>'
+    box.type(payload)
+    box.press("Shift+Enter")
+    box.type("second line & more")
+    expect(box).to_have_value(payload + "\nsecond line & more")
+    expect(page.locator("#messages .message.user")).to_have_count(0)
+    box.press("Enter")
+
+    user = page.locator("#messages .message.user .message-text")
+    expect(user).to_have_text(payload + "\nsecond line & more")
+    expect(chat.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+    assert page.locator("#messages img[src=x], #messages b").count() == 0
+    assert page.evaluate("window.__xss") is None
+    chat.assert_no_console_errors()
