@@ -123,17 +123,29 @@ def test_english_question_gets_an_answer_that_survives_a_reload(chat: ChatPage) 
     assert create == {"lang": "en"}
     assert message == {"text": question, "lang": "en"}
 
+    # A follow-up in the same conversation: polling starts again and a second reply arrives.
+    chat.type_question("I lost my phone with Google Authenticator, how do I reset 2FA?")
+    page.locator("#chat-input").press("Enter")
+    expect(chat.bot_replies()).to_have_count(2, timeout=ANSWER_TIMEOUT_MS)
+    assert chat.api_posts[2][0] == chat.api_posts[1][0], "the follow-up opened a new conversation"
+
+    # The log follows new replies: it ends scrolled to the bottom (smooth scrolling takes a moment).
+    page.wait_for_function(
+        "() => { const m = document.getElementById('messages');"
+        " return m.scrollHeight - m.scrollTop - m.clientHeight < 2; }"
+    )
     screenshot = os.environ.get("CHAT_PAGE_SCREENSHOT")
-    if screenshot:
+    if screenshot:  # tall enough to show the whole conversation
         Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+        page.set_viewport_size({"width": 1100, "height": 1240})
+        page.wait_for_timeout(500)
         page.screenshot(path=screenshot)
 
-    answer_text = answer.locator(".message-text").inner_text()
+    replies = [r.inner_text() for r in chat.bot_replies().locator(".message-text").all()]
     page.reload()
     expect(page.locator("body.ready")).to_have_count(1)
-    expect(page.locator("#messages .message.user")).to_have_count(1)
-    expect(chat.bot_replies()).to_have_count(1)
-    expect(chat.bot_replies().first.locator(".message-text")).to_have_text(answer_text)
+    expect(page.locator("#messages .message.user")).to_have_count(2)
+    expect(chat.bot_replies().locator(".message-text")).to_have_text(replies)
     chat.assert_no_console_errors()
 
 
