@@ -50,3 +50,12 @@ def live_stack(
     """The shared stack: uWSGI with 2 workers + a Dramatiq worker on the session's redis."""
     with running_stack(app_env, tmp_path_factory.mktemp("stack")) as stack:
         yield stack
+
+
+@pytest.fixture()
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that stop Redis or need an empty queue."""
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("own-redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services import RedisServer, free_port, running_stack, wait_for
+from services import RedisServer, running_stack, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def own_redis(tmp_path_factory):
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis-down"))
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_redis_down_then_back(own_redis: RedisServer, app_env, tmp_path_factory):

@@ -27,6 +27,7 @@ class Settings:
     broker_heartbeat_timeout_ms: int = 60_000
     broker_maintenance_chance: int = 1000
     log_level: str = "INFO"
+    task_delay_ms: int = 0
     max_text_chars: int = 2000
     max_body_bytes: int = 16 * 1024
 
@@ -106,4 +107,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env, "CHATBOT_BROKER_MAINTENANCE_CHANCE", 1000, 0, 1_000_000
         ),
         log_level=level,
+        task_delay_ms=_int(env, "CHATBOT_TASK_DELAY_MS", 0, 0, 600_000),
     )

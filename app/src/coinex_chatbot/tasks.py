@@ -74,6 +74,8 @@ def answer_message(message_id: str) -> None:
         if message.get("status") != "pending":
             outcome = "duplicate"
         else:
+            if settings().task_delay_ms:  # fault-injection drills only: hold the message
+                time.sleep(settings().task_delay_ms / 1000)
             answer = get_knowledge_base().answer(message["text"], message.get("lang") or None)
             if answer.confidence >= settings().confidence_threshold:
                 status, text = "answered", answer.text

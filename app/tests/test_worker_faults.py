@@ -1,0 +1,59 @@
+"""A Dramatiq process killed mid-message: the message is redelivered and answered exactly once."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from services import start_worker, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis, tmp_path_factory):
+    """On its own Redis, so the session's other workers cannot take the message."""
+    import redis
+
+    from coinex_chatbot.config import load_settings
+    from coinex_chatbot.store import Store, connect
+    from coinex_chatbot.tasks import answer_message, make_broker
+
+    env = {**app_env, "REDIS_URL": own_redis.url}
+    redis_client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    logdir = tmp_path_factory.mktemp("worker-faults")
+    store = Store(connect(own_redis.url), 3600, "chatbot:escalations")
+    cid = store.create_conversation("en")
+    mid = store.add_message(cid, "How do I cancel a pending withdrawal?", "en")
+    # the first worker holds each message for 30 s, long enough to be killed while holding it
+    slow = start_worker({**env, "CHATBOT_TASK_DELAY_MS": "30000"}, logdir, "slow-worker")
+    make_broker(load_settings(env)).enqueue(answer_message.message(mid))
+    wait_for(
+        lambda: any(
+            k for k in redis_client.scan_iter("dramatiq:__acks__.*") if redis_client.scard(k)
+        ),
+        10,
+        "the slow worker to take the message",
+    )
+    slow.stop(signal.SIGKILL)
+    assert store.get_message(mid)["status"] == "pending"
+
+    killed_at = time.monotonic()
+    heartbeat_s = load_settings().broker_heartbeat_timeout_ms / 1000
+    fresh = start_worker(env, logdir, "fresh-worker")
+    try:
+        wait_for(
+            lambda: store.get_message(mid)["status"] != "pending", heartbeat_s + 20, "redelivery"
+        )
+        took = time.monotonic() - killed_at
+        print(f"\nanswered again {took:.1f} s after SIGKILL (heartbeat timeout {heartbeat_s} s)")
+        assert store.get_message(mid)["status"] == "answered"
+        outcomes = [
+            line
+            for line in (slow.output() + fresh.output()).splitlines()
+            if mid in line and '"outcome"' in line
+        ]
+        assert len(outcomes) == 1 and '"outcome": "answered"' in outcomes[0], outcomes
+    finally:
+        fresh.stop()
