@@ -3,19 +3,27 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup deploy lint test test-app bench lock
+.PHONY: setup deploy lint test test-app test-role molecule bench lock
 
 setup:  ## Debian packages, .venv with pinned tools, app installed editable
 	scripts/setup
 
-lint: setup  ## ruff (app), yamllint
+deploy: setup  ## deploy the chatbot locally (inventories/local, WS=2) and print the chat URL
+	$(BIN)/ansible-galaxy collection install -r requirements.yml
+	$(BIN)/ansible-playbook playbooks/deploy.yml
+
+lint: setup  ## ruff (Python), yamllint and ansible-lint (production profile)
 	$(BIN)/ruff check .
 	$(BIN)/yamllint -s .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --profile production
 
 test-app: setup  ## app tests on real redis-server, uWSGI, Dramatiq and Chromium
 	$(BIN)/pytest app/tests
 
-test: lint test-app  ## everything CI runs
+test-role: setup  ## role: variable validation, README table, a real local deploy
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests
+
+test: lint test-app test-role  ## everything CI runs
 
 bench: setup  ## web and worker benchmarks; writes docs/benchmarks.md
 	$(BIN)/python bench/run.py

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Build, on the controller, the wheels a coinex_chatbot release is installed from.
+
+* the app wheel, built from a clean copy of the app source, cached by the source's hash;
+* one wheelhouse per target (python version, architecture), downloaded with
+  ``pip download --only-binary=:all:`` for manylinux, cached by the lock's hash.
+
+Prints one JSON object (``changed``, ``version``, ``app_hash``, ``lock_hash``, ``app_wheel``,
+``wheelhouses``) for the Ansible task that runs it. Concurrent runs are safe: every result is
+built in a temporary directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+from pip._vendor.packaging.markers import default_environment
+from pip._vendor.packaging.requirements import Requirement
+from pip._vendor.packaging.utils import canonicalize_name
+
+EXCLUDED_DIRS = {"__pycache__", "build", "dist", "tests", ".pytest_cache", ".ruff_cache", ".venv"}
+EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
+
+
+def source_files(app_src: Path) -> list[Path]:
+    """Files that make up the app wheel (tests and build leftovers excluded), sorted."""
+    files: list[Path] = []
+    for root, dirs, names in os.walk(app_src):
+        dirs[:] = sorted(
+            d for d in dirs if d not in EXCLUDED_DIRS and not d.endswith(EXCLUDED_SUFFIXES)
+        )
+        files.extend(Path(root) / n for n in names if not n.endswith(EXCLUDED_SUFFIXES))
+    return sorted(files)
+
+
+def digest(paths: list[Path], base: Path, extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for path in paths:
+        h.update(str(path.relative_to(base)).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}\n"
+        )
+        raise SystemExit(1)
+
+
+def build_app_wheel(pip: list[str], app_src: Path, dest: Path) -> bool:
+    if dest.is_dir() and any(dest.glob("*.whl")):
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        src_copy = Path(tmp) / "src"
+        shutil.copytree(
+            app_src,
+            src_copy,
+            ignore=shutil.ignore_patterns(*EXCLUDED_DIRS, "*.pyc", "*.egg-info"),
+        )
+        out = Path(tmp) / "out"
+        run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(src_copy)])
+        try:
+            out.rename(dest)
+        except OSError:
+            if not dest.is_dir():  # another run won the race: fine; otherwise a real error
+                raise
+    return True
+
+
+def target_environment(pyver: str, arch: str) -> dict[str, str]:
+    """Marker environment of a CPython `pyver` (X.Y.Z) on Linux `arch`."""
+    env = dict(default_environment())
+    env.update(
+        python_full_version=pyver,
+        python_version=".".join(pyver.split(".")[:2]),
+        platform_machine=arch,
+        sys_platform="linux",
+        platform_system="Linux",
+        os_name="posix",
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+    )
+    return env
+
+
+def wheel_requirements(wheel: Path) -> list[Requirement]:
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = zf.read(meta).decode().splitlines()
+    return [
+        Requirement(line.split(":", 1)[1].strip())
+        for line in lines
+        if line.startswith("Requires-Dist:")
+    ]
+
+
+def missing_requirements(wheels: list[Path], env: dict[str, str]) -> list[str]:
+    """Requirements of these wheels, with markers evaluated for the TARGET, that no wheel provides.
+
+    `pip download --python-version` evaluates dependency markers with the controller's own
+    interpreter (e.g. redis needs async-timeout only on Python < 3.11.3): this closes the gap.
+    """
+    present = {canonicalize_name(w.name.split("-")[0]) for w in wheels}
+    requested: dict[str, set[str]] = {}
+    for wheel in wheels:
+        requested.setdefault(canonicalize_name(wheel.name.split("-")[0]), {""})
+        for req in wheel_requirements(wheel):
+            requested.setdefault(canonicalize_name(req.name), {""}).update(req.extras)
+    missing: list[str] = []
+    for wheel in wheels:
+        extras = requested.get(canonicalize_name(wheel.name.split("-")[0]), {""})
+        for req in wheel_requirements(wheel):
+            needed = req.marker is None or any(
+                req.marker.evaluate({**env, "extra": e}) for e in extras
+            )
+            if needed and canonicalize_name(req.name) not in present:
+                missing.append(f"{req.name}{req.specifier}")
+    return sorted(set(missing))
+
+
+def lock_pins(lock: Path) -> dict[str, str]:
+    """name -> "name==version" of the lock's exact pins, markers dropped."""
+    pins: dict[str, str] = {}
+    for line in lock.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            req = Requirement(line)
+            pins[canonicalize_name(req.name)] = f"{req.name}{req.specifier}"
+    return pins
+
+
+def download_wheelhouse(
+    pip: list[str],
+    lock: Path,
+    extras: list[str],
+    app_wheel: Path,
+    pyver: str,
+    arch: str,
+    dest: Path,
+) -> bool:
+    if (dest / ".complete").is_file():
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tag = "".join(pyver.split(".")[:2])
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        out = Path(tmp) / "wheels"
+        download = [
+            *pip,
+            "download",
+            "--quiet",
+            "--only-binary=:all:",
+            "--platform",
+            f"manylinux_2_28_{arch}",
+            "--platform",
+            f"manylinux2014_{arch}",
+            "--python-version",
+            pyver,
+            "--implementation",
+            "cp",
+            "--abi",
+            f"cp{tag}",
+            "--dest",
+            str(out),
+        ]
+        run([*download, "--requirement", str(lock), *extras])
+        env = target_environment(pyver, arch)
+        pins = lock_pins(lock)
+        while missing := missing_requirements([*out.glob("*.whl"), app_wheel], env):
+            # a pin of the lock wins (its marker was judged by the controller's interpreter)
+            run(
+                [*download, *(pins.get(canonicalize_name(Requirement(m).name), m) for m in missing)]
+            )
+        (out / ".complete").write_text("")
+        if dest.exists():
+            shutil.rmtree(dest)
+        try:
+            out.rename(dest)
+        except OSError:
+            if not (dest / ".complete").is_file():
+                raise
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app-src", type=Path, required=True)
+    parser.add_argument("--lock", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="PYVER:ARCH, e.g. 3.11.2:x86_64 (full version: markers)",
+    )
+    parser.add_argument(
+        "--extra", action="append", default=[], help="extra exact pin for the wheelhouse"
+    )
+    args = parser.parse_args(argv)
+
+    app_src = args.app_src.resolve()
+    pyproject = tomllib.loads((app_src / "pyproject.toml").read_text())
+    name = pyproject["project"]["name"]
+    version = pyproject["project"]["version"]
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+
+    app_hash = digest(source_files(app_src), app_src)
+    lock_hash = digest(
+        [args.lock.resolve()], args.lock.resolve().parent, "\n".join(sorted(args.extra))
+    )
+    changed = build_app_wheel(pip, app_src, args.cache / "app" / f"{name}-{version}-{app_hash}")
+    app_wheel = sorted((args.cache / "app" / f"{name}-{version}-{app_hash}").glob("*.whl"))[0]
+
+    wheelhouses: dict[str, str] = {}
+    for target in sorted(set(args.target)):
+        pyver, arch = target.split(":")
+        dest = args.cache / "wheelhouse" / f"{lock_hash}-py{pyver}-{arch}"
+        changed = (
+            download_wheelhouse(pip, args.lock.resolve(), args.extra, app_wheel, pyver, arch, dest)
+            or changed
+        )
+        wheelhouses[f"{pyver}-{arch}"] = str(dest)
+
+    print(
+        json.dumps(
+            {
+                "changed": changed,
+                "name": name,
+                "version": version,
+                "app_hash": app_hash,
+                "lock_hash": lock_hash,
+                "app_wheel": str(app_wheel),
+                "wheelhouses": wheelhouses,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

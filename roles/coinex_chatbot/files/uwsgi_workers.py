@@ -1,0 +1,75 @@
+"""uWSGI workers from the stats socket; with --fifo, chain-reload and wait for new workers.
+
+python3 uwsgi_workers.py --stats SOCK (or just SOCK)       print [{"pid", "status"}] as JSON
+python3 uwsgi_workers.py --stats SOCK --fifo FIFO --processes N --timeout S
+    write "c" (chain reload) to the master FIFO, then wait until N workers run and none of
+    the workers seen before is left; exit 1 with the reason on stderr when that fails.
+"""
+
+import argparse
+import errno
+import json
+import os
+import socket
+import sys
+import time
+
+
+def workers(stats: str) -> list[dict]:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(stats)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return [{"pid": w["pid"], "status": w["status"]} for w in json.loads(data)["workers"]]
+
+
+def chain_reload(stats: str, fifo: str, processes: int, timeout: float) -> int:
+    before = {w["pid"] for w in workers(stats)}
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        reason = "no uWSGI master reads it" if exc.errno == errno.ENXIO else exc.strerror
+        sys.stderr.write(f"cannot write to the master FIFO {fifo}: {reason}\n")
+        return 1
+    with os.fdopen(fd, "w") as pipe:
+        pipe.write("c")
+    deadline = time.monotonic() + timeout
+    now: list[dict] = []
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        try:
+            now = workers(stats)
+        except OSError:
+            continue
+        pids = {w["pid"] for w in now if w["pid"] > 0}
+        if len(pids) == processes and not pids & before:
+            print(json.dumps({"before": sorted(before), "after": sorted(pids)}))
+            return 0
+    sys.stderr.write(
+        f"uWSGI workers not all replaced within {timeout:.0f} s (the new release does not load?);"
+        f" before {sorted(before)}, now {now}\n"
+    )
+    return 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("stats_socket", nargs="?", help="same as --stats")
+    parser.add_argument("--stats")
+    parser.add_argument("--fifo")
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=60)
+    args = parser.parse_args()
+    args.stats = args.stats or args.stats_socket
+    if not args.stats:
+        parser.error("the stats socket is required")
+    if args.fifo:
+        return chain_reload(args.stats, args.fifo, args.processes, args.timeout)
+    print(json.dumps(workers(args.stats)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""The real local deploy: its own supervisord, redis-server, uWSGI and Dramatiq, under a
+temporary base dir on free ports. Deploy, answer a question, rerun with changed=0, --check,
+code change by chain reload, rollback, a broken release stopped by the health gate, WS change."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from playbook_runner import ROOT, PlaybookRun, free_port, run_playbook
+
+pytestmark = pytest.mark.e2e
+SERVER = "coinex_customer_chatbot:coinex_customer_chatbot_server"
+
+
+@dataclass
+class LocalDeploy:
+    base: Path
+    app: Path
+    port: int
+    redis_port: int
+    releases_seen: list[str] = field(default_factory=list)
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            "-e", f"coinex_chatbot_base_dir={self.base}",
+            "-e", f"coinex_chatbot_app_src={self.app}",
+            "-e", f"coinex_chatbot_http_port={self.port}",
+            "-e", f"coinex_chatbot_local_redis_port={self.redis_port}",
+            *extra,
+        ]  # fmt: skip
+
+    def deploy(self, *extra: str) -> PlaybookRun:
+        return run_playbook("deploy.yml", *self.args(*extra))
+
+    def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.base / "tools/venv/bin/supervisorctl"), "-c",
+             str(self.base / "local_supervisord.conf"), *args],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    def current(self) -> str:
+        return (self.base / "current").resolve().name
+
+    def ask(self, question: str) -> dict:
+        url = f"http://127.0.0.1:{self.port}/api/v1/conversations"
+        conv = requests.post(url, json={"lang": "en"}, timeout=10)
+        assert conv.status_code == 201, conv.text
+        cid = conv.json()["conversation_id"]
+        posted = requests.post(f"{url}/{cid}/messages", json={"text": question}, timeout=10)
+        assert posted.status_code == 202, posted.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            messages = requests.get(f"{url}/{cid}/messages", timeout=10).json()["messages"]
+            if messages and messages[-1]["status"] != "pending":
+                return messages[-1]
+            time.sleep(0.3)
+        pytest.fail(f"not answered within 30 s: {messages}")
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy]:
+    tmp = tmp_path_factory.mktemp("local")
+    app = tmp / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    deployment = LocalDeploy(tmp / "deploy", app, free_port(), free_port())
+    yield deployment
+    if (deployment.base / "local_supervisord.conf").exists():
+        deployment.supervisorctl("shutdown")
+
+
+def test_first_deploy_answers_a_question(local: LocalDeploy) -> None:
+    run = local.deploy()
+    assert run.rc == 0, run.output[-4000:]
+    assert f"http://127.0.0.1:{local.port}/" in run.output
+    status = local.supervisorctl("status").stdout
+    for name in ("coinex_customer_chatbot:coinex_customer_chatbot_server",
+                 "coinex_customer_chatbot:coinex_customer_chatbot_task_00",
+                 "coinex_customer_chatbot:coinex_customer_chatbot_task_01"):  # fmt: skip
+        assert any(ln.startswith(name) and "RUNNING" in ln for ln in status.splitlines()), status
+    assert "coinex_customer_chatbot_task_02" not in status  # WS defaults to 2 in local mode
+    logs = local.base / "logs/supervisor"
+    for log in ("coinex_customer_chatbot_server.log", "coinex_customer_chatbot_task_00.log",
+                "coinex_customer_chatbot_task_01.log", "supervisord.log"):  # fmt: skip
+        assert (logs / log).is_file(), log
+    answer = local.ask("How do I reset my 2FA?")
+    assert answer["status"] == "answered", answer
+    task_pid = local.supervisorctl("pid", "coinex_customer_chatbot:coinex_customer_chatbot_task_00")
+    maps = Path(f"/proc/{task_pid.stdout.strip()}/maps").read_text()
+    assert "libjemalloc.so.2" in maps
+    assert (local.base / "shared/config/app.env").stat().st_mode & 0o777 == 0o640
+    local.releases_seen.append(local.current())
+
+
+def test_second_run_changes_nothing(local: LocalDeploy) -> None:
+    run = local.deploy()
+    assert run.rc == 0, run.output[-4000:]
+    assert run.recap()["changed"] == 0, run.output[-6000:]
+    assert local.current() == local.releases_seen[0]
+
+
+def test_check_diff_is_clean(local: LocalDeploy) -> None:
+    run = local.deploy("--check", "--diff")
+    assert run.rc == 0, run.output[-4000:]
+    assert run.recap()["changed"] == 0, run.output[-6000:]
+
+
+def test_code_change_is_chain_reloaded(local: LocalDeploy) -> None:
+    master_before = local.supervisorctl("pid", SERVER)
+    wsgi = local.app / "src/coinex_chatbot/wsgi.py"
+    wsgi.write_text(wsgi.read_text() + "\n# release 2\n")
+    run = local.deploy()
+    assert run.rc == 0, run.output[-4000:]
+    assert local.current() != local.releases_seen[0]
+    local.releases_seen.append(local.current())
+    master_after = local.supervisorctl("pid", SERVER)
+    assert master_after.stdout == master_before.stdout  # chain reload: same master, same socket
+    assert "Chain-reload uWSGI" in run.output
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+
+
+def test_rollback_goes_to_the_previous_release(local: LocalDeploy) -> None:
+    run = run_playbook("rollback.yml", *local.args())
+    assert run.rc == 0, run.output[-4000:]
+    assert local.current() == local.releases_seen[0]
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+
+
+def test_broken_release_is_switched_back(local: LocalDeploy) -> None:
+    before = local.current()
+    wsgi = local.app / "src/coinex_chatbot/wsgi.py"
+    good = wsgi.read_text()
+    wsgi.write_text("raise RuntimeError('broken release for the health gate test')\n")
+    try:
+        run = local.deploy("-e", "coinex_chatbot_health_timeout=20")
+    finally:
+        wsgi.write_text(good)
+    assert run.rc != 0
+    assert "Health gate failed" in run.output and "Switched current back to" in run.output
+    assert local.current() == before
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+
+
+def test_ws_change_updates_the_group(local: LocalDeploy) -> None:
+    run = local.deploy("-e", "ws=3")
+    assert run.rc == 0, run.output[-4000:]
+    status = local.supervisorctl("status").stdout
+    tasks = [ln for ln in status.splitlines() if "coinex_customer_chatbot_task_" in ln]
+    assert len(tasks) == 3 and all("RUNNING" in ln for ln in tasks), status
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
