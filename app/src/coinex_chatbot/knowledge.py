@@ -49,20 +49,18 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import bm25s
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-LANGUAGES: tuple[str, ...] = ("en", "zh")
+from .corpus import _CJK, _CJK_RE, LANGUAGES, detect_language, load_records
+
 TITLE_WEIGHT = 3
 FUZZY_MIN_LEN = 6
 MINOR_WEIGHT = 0.3
@@ -70,11 +68,8 @@ MAX_TYPO_LOOKUPS = 16
 BM25_K1 = 1.2
 BM25_B = 0.75
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RE = re.compile(f"[{_CJK}]")
 _CJK_RUN_RE = re.compile(f"[{_CJK}]+")
 _LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
-_ASCII_LETTERS_RE = re.compile(r"[A-Za-z]+")
 
 
 def _wordset(text: str) -> frozenset[str]:
@@ -203,20 +198,6 @@ _FALLBACK = {
     "en": "Sorry, I could not find a help-centre article that answers this question.",
     "zh": "抱歉，没有找到能回答这个问题的帮助中心文章。",
 }
-
-
-def detect_language(text: str) -> str:
-    """Return "zh" if CJK ideographs make up a meaningful share of ``text``, else "en".
-
-    A Chinese character counts against one Latin word; "zh" wins when the text has at least
-    one ideograph and ideographs are at least 20 % of (ideographs + Latin words), so
-    "2FA 丢了怎么办" is Chinese while an English sentence quoting one Chinese name is not.
-    """
-    cjk = len(_CJK_RE.findall(text))
-    if cjk == 0:
-        return "en"
-    words = len(_ASCII_LETTERS_RE.findall(text))
-    return "zh" if cjk >= 0.2 * (cjk + words) else "en"
 
 
 def _stem(word: str) -> str:
@@ -518,26 +499,7 @@ class KnowledgeBase:
         Without ``path`` the corpus shipped in the package (``coinex_chatbot/kb``) is used.
         Raises ``ValueError`` on a malformed article or a duplicate id.
         """
-        if path is None:
-            sources: list[Traversable | Path] = sorted(
-                (
-                    f
-                    for f in resources.files(__package__).joinpath("kb").iterdir()
-                    if f.name.endswith(".json")
-                ),
-                key=lambda f: f.name,
-            )
-        else:
-            path = Path(path)
-            sources = sorted(path.glob("*.json")) if path.is_dir() else [path]
-        records: list[dict] = []
-        for source in sources:
-            records.extend(_validate(source.name, json.loads(source.read_text(encoding="utf-8"))))
-        seen: set[str] = set()
-        for record in records:
-            if record["id"] in seen:
-                raise ValueError(f"duplicate knowledge-base article id {record['id']!r}")
-            seen.add(record["id"])
+        records = load_records(path)
         return cls(records)
 
     # ----- introspection -------------------------------------------------------------------
@@ -601,34 +563,6 @@ def _lang(lang: str) -> str:
     if lang not in LANGUAGES:
         raise ValueError(f"unsupported language {lang!r}; expected one of {LANGUAGES}")
     return lang
-
-
-def _validate(name: str, data: object) -> list[dict]:
-    if not isinstance(data, list):
-        raise ValueError(f"{name}: expected a JSON array of articles")
-    for record in data:
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("id"), str)
-            or not record["id"]
-        ):
-            raise ValueError(f"{name}: every article needs a non-empty string 'id'")
-        if not isinstance(record.get("topic"), str) or not record["topic"]:
-            raise ValueError(f"{name}: article {record['id']!r} needs a 'topic'")
-        for lang in LANGUAGES:
-            part = record.get(lang)
-            if not isinstance(part, dict) or not all(
-                isinstance(part.get(key), str) and part[key].strip() for key in ("title", "body")
-            ):
-                raise ValueError(
-                    f"{name}: article {record['id']!r} needs {lang}.title and {lang}.body"
-                )
-            kws = part.get("keywords", [])
-            if not isinstance(kws, list) or not all(isinstance(k, str) for k in kws):
-                raise ValueError(
-                    f"{name}: article {record['id']!r} {lang}.keywords must be strings"
-                )
-    return data
 
 
 @functools.lru_cache(maxsize=1)

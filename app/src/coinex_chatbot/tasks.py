@@ -16,7 +16,6 @@ from dramatiq.middleware import Middleware
 
 from . import metrics
 from .config import Settings, load_settings
-from .knowledge import get_knowledge_base
 from .logs import log_event, setup_logging
 from .store import Store, connect
 
@@ -44,6 +43,8 @@ class WarmUp(Middleware):
     """Load the knowledge base when a worker process boots, not on its first message."""
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        from .knowledge import get_knowledge_base
+
         setup_logging(settings().log_level)
         get_knowledge_base()
 
@@ -66,6 +67,9 @@ dramatiq.set_broker(broker)
 
 @dramatiq.actor(max_retries=20, min_backoff=250, max_backoff=10_000, time_limit=60_000)
 def answer_message(message_id: str) -> None:
+    # imported here, not at the top: the web processes import this module only to send
+    from .knowledge import get_knowledge_base
+
     started = time.perf_counter()
     outcome = "missing"
     st = store()

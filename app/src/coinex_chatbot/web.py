@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
 from .config import Settings, load_settings
-from .knowledge import detect_language, get_knowledge_base
+from .corpus import article_count, detect_language
 from .logs import log_event, setup_logging
 from .openapi import openapi_document
 from .store import Store, connect
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = Store(
         connect(settings.redis_url), settings.data_ttl_seconds, settings.escalation_stream
     )
-    kb = get_knowledge_base()
+    articles = article_count()  # the corpus is read (and validated) before serving
 
     def require_conversation(cid: str) -> None:
         if not store.conversation_exists(cid):
@@ -223,14 +223,14 @@ def create_app(settings: Settings | None = None) -> Flask:
             store.ping()
         except redis.RedisError as exc:
             problems.append(f"redis unreachable: {exc}")
-        if len(kb) == 0:
+        if articles == 0:
             problems.append("knowledge base is empty")
         if problems:
             response = jsonify(status="unavailable", reasons=problems)
             response.status_code = 503
             response.headers["Retry-After"] = str(REDIS_RETRY_AFTER)
             return response
-        return jsonify(status="ready", articles=len(kb))
+        return jsonify(status="ready", articles=articles)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
