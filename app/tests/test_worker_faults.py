@@ -41,7 +41,11 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
 
     killed_at = time.monotonic()
     heartbeat_s = load_settings().broker_heartbeat_timeout_ms / 1000
-    fresh = start_worker(env, logdir, "fresh-worker")
+    # maintenance (the requeue of a dead worker's messages) on every broker call of the new
+    # worker, so the wait is the heartbeat timeout, not a dice roll
+    fresh = start_worker(
+        {**env, "CHATBOT_BROKER_MAINTENANCE_CHANCE": "1000000"}, logdir, "fresh-worker"
+    )
     try:
         wait_for(
             lambda: store.get_message(mid)["status"] != "pending", heartbeat_s + 20, "redelivery"
@@ -49,11 +53,16 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
         took = time.monotonic() - killed_at
         print(f"\nanswered again {took:.1f} s after SIGKILL (heartbeat timeout {heartbeat_s} s)")
         assert store.get_message(mid)["status"] == "answered"
-        outcomes = [
-            line
-            for line in (slow.output() + fresh.output()).splitlines()
-            if mid in line and '"outcome"' in line
-        ]
-        assert len(outcomes) == 1 and '"outcome": "answered"' in outcomes[0], outcomes
+
+        def outcomes() -> list[str]:
+            return [
+                line
+                for line in (slow.output() + fresh.output()).splitlines()
+                if mid in line and '"outcome"' in line
+            ]
+
+        wait_for(outcomes, 5, "the task's log line")  # written just after the outcome is stored
+        time.sleep(0.5)
+        assert len(outcomes()) == 1 and '"outcome": "answered"' in outcomes()[0], outcomes()
     finally:
         fresh.stop()
