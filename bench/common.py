@@ -1,0 +1,219 @@
+"""Shared parts of the benchmark: processes it starts (and always stops), Redis, the machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+REDIS_SERVER = "/usr/bin/redis-server"
+WRK = "/usr/bin/wrk"
+
+
+class BenchError(RuntimeError):
+    """Something the benchmark needs did not work; the message says what."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # the thing is not up yet
+            last = exc
+        time.sleep(0.1)
+    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+
+
+def http_status(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+@dataclass
+class Proc:
+    """A process group the benchmark started; stop() ends exactly that group."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    stop_signal: signal.Signals = signal.SIGTERM
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Proc:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group: stop() reaches its children too
+        )
+        log.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise BenchError(f"{self.name} exited early; log tail:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.popen is None:
+            return
+        pgid = self.popen.pid
+        if self.popen.poll() is None:
+            _signal_group(pgid, self.stop_signal)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(pgid, signal.SIGKILL)
+                self.popen.wait(5)
+        # children that outlived their parent (same group) get no second chance
+        _signal_group(pgid, signal.SIGKILL)
+        self.popen = None
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the live processes of this group."""
+        if self.popen is None:
+            return 0.0
+        return group_cpu_seconds(self.popen.pid)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process just ended
+            continue
+        # after the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        # cmajflt utime stime
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(threshold: float, max_wait: float) -> float:
+    """Wait (at most max_wait s) until the machine's busy CPU over 1 s is below threshold cores.
+
+    Called between runs, when the benchmark's own processes are idle, so the busy CPU is
+    other people's load. Returns the last measured load, in cores.
+    """
+    started = time.monotonic()
+    while True:
+        before, t0 = busy_cpu_seconds(), time.monotonic()
+        time.sleep(1.0)
+        load = (busy_cpu_seconds() - before) / (time.monotonic() - t0)
+        waited = time.monotonic() - started
+        if load < threshold or waited >= max_wait:
+            if waited > 1.5:
+                print(f"    waited {waited:.0f} s for a quieter machine: {load:.2f} cores busy")
+            return load
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def start_redis(workdir: Path) -> tuple[Proc, str]:
+    """A private redis-server on a free loopback port, no persistence."""
+    if not Path(REDIS_SERVER).exists():
+        raise BenchError(f"{REDIS_SERVER} is missing: run scripts/setup")
+    port = free_port()
+    argv = [
+        REDIS_SERVER,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        "--daemonize", "no",
+        "--maxclients", "10000",
+    ]  # fmt: skip
+    proc = Proc("redis-server", argv, dict(os.environ), workdir / "redis.log").start()
+
+    def pong() -> bool:
+        proc.check_alive()
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    wait_for(pong, 10, f"redis-server on port {port}")
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _first(path: str, prefix: str, sep: str = ":") -> str:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(prefix) and sep in line:
+                return line.split(sep, 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "unknown"
+
+
+def machine() -> dict[str, str]:
+    mem_kb = int(_first("/proc/meminfo", "MemTotal").split()[0] or 0)
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return {
+        "cpu": _first("/proc/cpuinfo", "model name"),
+        "cores": str(os.cpu_count()),
+        "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "kernel": platform.release(),
+        "os": _first("/etc/os-release", "PRETTY_NAME", "="),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": load,
+    }
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0].strip() if text else "unknown"
