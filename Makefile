@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
+# scenarios `make test` runs, in order (scripts/molecule-all NAME runs one)
+MOLECULE_SCENARIOS ?= default local
 
 .PHONY: setup deploy lint test test-app test-role molecule bench lock
 
@@ -23,7 +25,10 @@ test-app: setup  ## app tests on real redis-server, uWSGI, Dramatiq and Chromium
 test-role: setup  ## role: variable validation, README table, a real local deploy
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests
 
-test: lint test-app test-role  ## everything CI runs
+molecule: setup  ## Molecule scenarios on real Docker (engine and images made by the scripts)
+	scripts/molecule-all $(MOLECULE_SCENARIOS)
+
+test: lint test-app test-role molecule  ## everything CI runs
 
 bench: setup  ## web and worker benchmarks; writes docs/benchmarks.md
 	$(BIN)/python bench/run.py
