@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -217,3 +218,30 @@ def tool_version(argv: list[str]) -> str:
         return "unknown"
     text = (out.stdout or out.stderr).strip().splitlines()
     return text[0].strip() if text else "unknown"
+
+
+DOC_HEADER = (
+    "# Benchmarks\n\n"
+    "Measured figures of this project on real processes. Each section is written by its own\n"
+    "script between its markers; re-running a script replaces only its section.\n"
+)
+
+
+def write_section(
+    path: Path, text: str, start: str, end: str, keep: tuple[str, str] | None = None
+) -> None:
+    """Replace only the text between ``start`` and ``end`` of ``path`` (re-read right before
+    writing, so other scripts' sections survive); a ``keep`` block of hand-written notes inside
+    the old section is carried into the new one."""
+    current = path.read_text() if path.exists() else DOC_HEADER
+    if keep:
+        notes = re.search(re.escape(keep[0]) + ".*?" + re.escape(keep[1]), current, re.DOTALL)
+        if notes:
+            text = text.replace(end, notes.group(0) + "\n" + end)
+    if start in current and end in current:
+        before, rest = current.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
+        new = before + text + ("\n" + after if after else "")
+    else:
+        new = current.rstrip("\n") + "\n\n" + text
+    path.write_text(new)

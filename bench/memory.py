@@ -55,6 +55,7 @@ from common import (
     start_redis,
     tool_version,
     wait_for,
+    write_section,
 )
 from questions import QUESTIONS
 
@@ -63,11 +64,6 @@ START = "<!-- bench:memory:start -->"
 END = "<!-- bench:memory:end -->"
 NOTES_START = "<!-- bench:memory:notes:start (kept by bench/memory.py) -->"
 NOTES_END = "<!-- bench:memory:notes:end -->"
-HEADER = (
-    "# Benchmarks\n\n"
-    "Measured figures of this project on real processes. Each section is written by its own\n"
-    "script between its markers; re-running a script replaces only its section.\n"
-)
 TARGET = 0.8  # jemalloc RSS / glibc RSS
 APP = "coinex_chatbot.wsgi:application"
 FREEZE_MODULE = "bench_gc_freeze"
@@ -718,24 +714,6 @@ def section(
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace only this benchmark's section; the file is re-read right before writing.
-
-    The hand-written analysis between NOTES_START and NOTES_END inside the section is kept.
-    """
-    current = path.read_text() if path.exists() else HEADER
-    notes = re.search(re.escape(NOTES_START) + ".*?" + re.escape(NOTES_END), current, re.DOTALL)
-    if notes:
-        text = text.replace(END, notes.group(0) + "\n" + END)
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        new = before + text + ("\n" + after if after else "")
-    else:
-        new = current.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
 def _names(p: argparse.ArgumentParser, value: str, option: str) -> list[Config]:
     names = [n for n in value.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
@@ -807,7 +785,7 @@ def main(argv: list[str]) -> int:
     text = section(args.slots, args, jemalloc_path, time.monotonic() - started)
     print(text)
     if not args.no_write:
-        write_section(args.output, text)
+        write_section(args.output, text, START, END, keep=(NOTES_START, NOTES_END))
         print(f"wrote {args.output}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

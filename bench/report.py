@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from web import ENDPOINTS, Cell, WebSettings
 from workers import WorkerCell, WorkerSettings
 
 START = "<!-- bench:app:start -->"
 END = "<!-- bench:app:end -->"
-HEADER = (
-    "# Benchmarks\n\n"
-    "Measured figures of this project on real processes. Each section is written by its own\n"
-    "script between its markers; re-running a script replaces only its section.\n"
-)
 POST_TARGET, P99_TARGET_MS, WORKER_TARGET = 1.3, 25.0, 1.8
 NOISY_CORES = 0.5  # background load above which a verdict is only indicative
 
@@ -159,14 +153,3 @@ def section(
         lines += ["", notes.strip()]
     lines += [END, ""]
     return "\n".join(lines)
-
-
-def write_section(path: Path, text: str) -> None:
-    current = path.read_text() if path.exists() else HEADER
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        new = before + text + ("\n" + after if after else "")
-    else:
-        new = current.rstrip("\n") + "\n\n" + text
-    path.write_text(new)

@@ -31,7 +31,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REDIS_SERVER, ROOT, VENV_BIN, WRK, BenchError, machine, start_redis, tool_version
+from common import (
+    REDIS_SERVER,
+    ROOT,
+    VENV_BIN,
+    WRK,
+    BenchError,
+    machine,
+    start_redis,
+    tool_version,
+    write_section,
+)
 
 DOC = ROOT / "docs" / "benchmarks.md"
 NOTES = Path(__file__).resolve().parent / "app_notes.md"
@@ -99,7 +109,7 @@ def main(argv: list[str]) -> int:
     ok = False
     try:
         import redis
-        from report import section, web_section, worker_section, write_section
+        from report import END, START, section, web_section, worker_section
         from web import WebSettings, bench_web, gunicorn_argv, uwsgi_argv, wrk_argv
         from workers import WorkerSettings, bench_workers
 
@@ -180,7 +190,7 @@ def main(argv: list[str]) -> int:
         if args.only != "all":
             print("partial run (--only): docs left alone")
         elif not args.no_write:
-            write_section(args.output, text)
+            write_section(args.output, text, START, END)
             print(f"wrote {args.output}")
         print(f"benchmark took {elapsed:.0f} s")
         ok = True
