@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 # scenarios `make test` runs, in order (scripts/molecule-all NAME runs one)
-MOLECULE_SCENARIOS ?= default local
+MOLECULE_SCENARIOS ?= default local fleet
 
 .PHONY: setup deploy lint test test-app test-role molecule bench lock
 
