@@ -1,0 +1,40 @@
+"""Secrets never reach Ansible's output, even at -vvv, and land only in 0640 config files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from playbook_runner import free_port, run_playbook
+
+MARKER = "coinex-secret-marker-5d1e9b"
+
+
+def test_secret_key_is_not_in_vvv_output(tmp_path: Path) -> None:
+    base = tmp_path / "deploy"
+    run = run_playbook(
+        "deploy.yml",
+        "-vvv",
+        "-e", f"coinex_chatbot_base_dir={base}",
+        "-e", f"coinex_chatbot_http_port={free_port()}",
+        "-e", f"coinex_chatbot_local_redis_port={free_port()}",
+        "-e", f"coinex_chatbot_secret_key={MARKER}",
+    )  # fmt: skip
+    try:
+        assert run.rc == 0, run.output[-4000:]
+        assert "PLAY RECAP" in run.output and len(run.output) > 100_000  # really verbose
+        leaked = [line[:200] for line in run.output.splitlines() if MARKER in line]
+        assert not leaked, leaked
+        holders = [p for p in (base / "shared/config").rglob("*") if p.is_file()
+                   and MARKER in p.read_text(errors="replace")]  # fmt: skip
+        assert holders, "the secret was not deployed at all"
+        for path in holders:
+            assert path.stat().st_mode & 0o077 in (0o040, 0o000), f"{path} is too open"
+    finally:
+        conf = base / "local_supervisord.conf"
+        if conf.exists():
+            subprocess.run(
+                [str(base / "tools/venv/bin/supervisorctl"), "-c", str(conf), "shutdown"],
+                capture_output=True,
+                check=False,
+            )
