@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
@@ -245,3 +246,16 @@ def write_section(
     else:
         new = current.rstrip("\n") + "\n\n" + text
     path.write_text(new)
+
+
+def lua_tables(conversation_ids: list[str], questions: list[str] | tuple[str, ...]) -> str:
+    """The Lua tables a wrk POST script starts with: conversation ids, JSON bodies, headers."""
+    ids = ",\n".join(f'  "{cid}"' for cid in conversation_ids)
+    bodies = ",\n".join(
+        "  [==[" + json.dumps({"text": q}, ensure_ascii=True) + "]==]" for q in questions
+    )
+    return (
+        f"local ids = {{\n{ids}\n}}\n"
+        f"local bodies = {{\n{bodies}\n}}\n"
+        'local headers = {["Content-Type"] = "application/json"}\n'
+    )
