@@ -59,3 +59,12 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def own_redis_aof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Like own_redis, with the production role's persistence: appendonly yes, fsync everysec."""
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("own-redis-aof"), appendonly=True)
+    server.start()
+    yield server
+    server.stop()

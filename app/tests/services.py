@@ -44,13 +44,24 @@ def wait_for(check, timeout: float, what: str) -> None:
 
 @dataclass
 class RedisServer:
+    """redis-server on 127.0.0.1:port, its files (and its log, redis-server.log) in workdir.
+
+    appendonly=True: an append-only file fsynced every second, as the production role configures
+    (roles/coinex_chatbot_redis); start() after stop() then reloads the data from workdir.
+    """
+
     port: int
     workdir: Path
+    appendonly: bool = False
     proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "redis-server.log"
 
     def start(self) -> None:
         if not Path(REDIS_SERVER).exists():
@@ -58,24 +69,28 @@ class RedisServer:
                 f"redis-server not found at {REDIS_SERVER}: run scripts/setup "
                 "(it installs Debian's redis-server)"
             )
-        self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    REDIS_SERVER,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes" if self.appendonly else "no",
+                    "--appendfsync",
+                    "everysec",
+                    "--dir",
+                    str(self.workdir),
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for(self.ping, 10, f"redis-server on port {self.port}")
 
     def ping(self) -> bool:
@@ -83,11 +98,14 @@ class RedisServer:
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Graceful: SIGTERM makes redis-server fsync the AOF, then exit 0. The exit code."""
+        code = None
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            code = self.proc.wait(10)
         self.proc = None
+        return code
 
 
 @dataclass

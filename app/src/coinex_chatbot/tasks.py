@@ -6,13 +6,15 @@ at least once; ``Store.complete`` makes the outcome of a message happen exactly 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from functools import lru_cache
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from . import metrics
 from .config import Settings, load_settings
@@ -49,6 +51,35 @@ class WarmUp(Middleware):
         get_knowledge_base()
 
 
+class RetryAfterRedisReturns(Middleware):
+    """A message that failed because Redis was down is retried once Redis is back, never dropped.
+
+    Dramatiq's Retries enqueues the retry at once; while Redis is down that enqueue fails, the
+    failure is only logged, and the original message is acked as soon as Redis returns: the
+    customer's message would stay pending for ever. This runs before Retries (after-hooks run in
+    reverse order) and holds the worker thread until Redis answers, as Dramatiq does for acks.
+    """
+
+    def after_process_message(
+        self,
+        broker: RedisBroker,
+        message: dramatiq.Message,
+        *,
+        result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if not isinstance(exception, (redis.ConnectionError, redis.TimeoutError)):
+            return
+        while True:
+            # the actor's time limit may fire while this thread waits: it has returned already
+            with contextlib.suppress(TimeLimitExceeded):
+                try:
+                    broker.client.ping()
+                    return
+                except redis.RedisError:
+                    time.sleep(1)
+
+
 def make_broker(s: Settings) -> RedisBroker:
     broker = RedisBroker(
         url=s.redis_url,
@@ -58,6 +89,7 @@ def make_broker(s: Settings) -> RedisBroker:
         health_check_interval=15,
     )
     broker.add_middleware(WarmUp())
+    broker.add_middleware(RetryAfterRedisReturns())
     return broker
 
 
