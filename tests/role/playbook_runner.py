@@ -26,6 +26,13 @@ class PlaybookRun:
         assert lines, f"no PLAY RECAP line for {host}:\n{self.output[-3000:]}"
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
 
+    def errors(self) -> list[str]:
+        """Messages of the `[ERROR]: ...` blocks (ansible-core 2.19), without their Origin part."""
+        return [
+            m.strip()
+            for m in re.findall(r"^\[ERROR\]: (.*?)(?:^Origin:|\n\n|\Z)", self.output, re.M | re.S)
+        ]
+
 
 def run_playbook(playbook: str, *args: str, env: dict[str, str] | None = None) -> PlaybookRun:
     if not ANSIBLE_PLAYBOOK.exists():
