@@ -3,11 +3,13 @@
 
 * the app wheel, built from a clean copy of the app source, cached by the source's hash;
 * one wheelhouse per target (python version, architecture), downloaded with
-  ``pip download --only-binary=:all:`` for manylinux, cached by the lock's hash.
+  ``pip download --only-binary=:all:`` for manylinux, cached by the lock's hash, and the same
+  wheelhouse as one uncompressed tar (its directory at the top, ``.complete`` last), so that a
+  host gets it in one transfer instead of a module round trip per wheel.
 
 Prints one JSON object (``changed``, ``version``, ``app_hash``, ``lock_hash``, ``app_wheel``,
-``wheelhouses``) for the Ansible task that runs it. Concurrent runs are safe: every result is
-built in a temporary directory and renamed into place.
+``wheelhouses``, ``wheelhouse_archives``) for the Ansible task that runs it. Concurrent runs are
+safe: every result is built in a temporary directory (or file) and renamed into place.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
 import zipfile
@@ -195,6 +198,32 @@ def download_wheelhouse(
     return True
 
 
+def wheelhouse_archive(wheelhouse: Path) -> tuple[Path, bool]:
+    """``<wheelhouse>.tar``: the complete wheelhouse directory, ``.complete`` last (a host whose
+    extraction was cut short has no marker and extracts again). Built once, renamed into place."""
+    archive = wheelhouse.with_name(wheelhouse.name + ".tar")
+    if archive.is_file():
+        return archive, False
+    members = sorted(p for p in wheelhouse.iterdir() if p.name != ".complete")
+    members.append(wheelhouse / ".complete")
+
+    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mode = 0o755 if info.isdir() else 0o644
+        return info
+
+    fd, part = tempfile.mkstemp(dir=wheelhouse.parent, suffix=".tar.part")
+    os.close(fd)
+    with tarfile.open(part, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(wheelhouse, arcname=wheelhouse.name, recursive=False, filter=owned_by_root)
+        for member in members:
+            tar.add(member, arcname=f"{wheelhouse.name}/{member.name}", filter=owned_by_root)
+    os.chmod(part, 0o644)
+    os.replace(part, archive)
+    return archive, True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-src", type=Path, required=True)
@@ -225,14 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     app_wheel = sorted((args.cache / "app" / f"{name}-{version}-{app_hash}").glob("*.whl"))[0]
 
     wheelhouses: dict[str, str] = {}
+    archives: dict[str, str] = {}
     for target in sorted(set(args.target)):
         pyver, arch = target.split(":")
         dest = args.cache / "wheelhouse" / f"{lock_hash}-py{pyver}-{arch}"
-        changed = (
-            download_wheelhouse(pip, args.lock.resolve(), args.extra, app_wheel, pyver, arch, dest)
-            or changed
-        )
+        if download_wheelhouse(pip, args.lock.resolve(), args.extra, app_wheel, pyver, arch, dest):
+            changed = True
+            dest.with_name(dest.name + ".tar").unlink(missing_ok=True)  # of an unfinished one
         wheelhouses[f"{pyver}-{arch}"] = str(dest)
+        archive, built = wheelhouse_archive(dest)
+        changed = built or changed
+        archives[f"{pyver}-{arch}"] = str(archive)
 
     print(
         json.dumps(
@@ -244,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lock_hash": lock_hash,
                 "app_wheel": str(app_wheel),
                 "wheelhouses": wheelhouses,
+                "wheelhouse_archives": archives,
             }
         )
     )
