@@ -221,6 +221,21 @@ def tool_version(argv: list[str]) -> str:
     return text[0].strip() if text else "unknown"
 
 
+def app_env(redis_url: str, prom_dir: Path) -> dict[str, str]:
+    """A clean environment, the same for every process of the app: production settings, rate
+    limits off (the benchmarks measure capacity, not the limiter)."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ") if k in os.environ}
+    env.update(
+        REDIS_URL=redis_url,
+        SECRET_KEY="bench",
+        CHATBOT_ENV="production",
+        CHATBOT_RATE_LIMIT_CONVERSATION="0",
+        CHATBOT_RATE_LIMIT_IP="0",
+        PROMETHEUS_MULTIPROC_DIR=str(prom_dir),
+    )
+    return env
+
+
 DOC_HEADER = (
     "# Benchmarks\n\n"
     "Measured figures of this project on real processes. Each section is written by its own\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from web import ENDPOINTS, Cell, WebSettings
 from workers import WorkerCell, WorkerSettings
@@ -11,6 +12,11 @@ START = "<!-- bench:app:start -->"
 END = "<!-- bench:app:end -->"
 POST_TARGET, P99_TARGET_MS, WORKER_TARGET = 1.3, 25.0, 1.8
 NOISY_CORES = 0.5  # background load above which a verdict is only indicative
+
+
+def each_run(runs: Sequence[object], attr: str, fmt: str = ".0f") -> str:
+    """One figure of every run, comma-separated: the cells that show the spread of the runs."""
+    return ", ".join(format(getattr(run, attr), fmt) for run in runs)
 
 
 def _verdict(ok: bool, background: float) -> str:
@@ -38,8 +44,8 @@ def web_section(ws: WebSettings, cells: dict[tuple[str, str], Cell]) -> list[str
     for endpoint in ENDPOINTS:
         for server in ("uWSGI", "gunicorn"):
             cell = cells[(server, endpoint)]
-            runs = ", ".join(f"{r.rps:.0f}" for r in cell.runs)
-            others = ", ".join(f"{r.others_cpu:.2f}" for r in cell.runs)
+            runs = each_run(cell.runs, "rps")
+            others = each_run(cell.runs, "others_cpu", ".2f")
             lines.append(
                 f"| `{endpoint}` | {server} | {cell.rps:.0f} | {cell.p50:.2f} | {cell.p99:.2f} "
                 f"| {cell.cpu_us:.0f} | {cell.errors} | {runs} | {others} |"
@@ -85,8 +91,8 @@ def worker_section(wk: WorkerSettings, cells: dict[int, WorkerCell]) -> list[str
         "|---:|---:|---:|---:|---|---|",
     ]
     for n, cell in sorted(cells.items()):
-        runs = ", ".join(f"{r.rate:.0f}" for r in cell.runs)
-        others = ", ".join(f"{r.others_cpu:.2f}" for r in cell.runs)
+        runs = each_run(cell.runs, "rate")
+        others = each_run(cell.runs, "others_cpu", ".2f")
         lines.append(
             f"| {n} | {wk.threads} | {cell.rate:.0f} | {cell.wall:.1f} | {runs} | {others} |"
         )

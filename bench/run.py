@@ -1,8 +1,14 @@
 """Benchmark of the app on this machine; writes the "App: web and workers" part of
 docs/benchmarks.md (between ``<!-- bench:app:start -->`` and ``<!-- bench:app:end -->``).
 
-Run ``make bench`` or ``.venv/bin/python bench/run.py`` from the checkout (``--help`` for the
-knobs). In one run it:
+Run ``make bench`` or ``.venv/bin/python bench/run.py [app]`` from the checkout (``--help`` for
+the knobs). Parts: ``app`` (below) and ``deploy`` (``bench/run.py deploy``: deploy
+speed of playbooks/deploy.yml on systemd containers, see bench/deploy.py), ``sweep``
+(bench/sweep.py: uWSGI req/s and p99 against wrk connections, Dramatiq messages/s against WS,
+tables and docs/img/bench-*.png) and ``memory`` (bench/memory.py: RSS after 100,000 requests /
+20,000 messages, jemalloc vs glibc, gc.freeze(), uWSGI recycling). ``bench/run.py PART --help``
+gives a part's knobs. Without arguments (``make bench``) it runs app, sweep and memory in turn;
+options without a part go to the app part. In one run the app part:
 
 1. starts a private redis-server (free loopback port, no persistence);
 2. web: starts the app under uWSGI (pyuwsgi, production-like options) and under gunicorn (sync
@@ -37,6 +43,7 @@ from common import (
     VENV_BIN,
     WRK,
     BenchError,
+    app_env,
     machine,
     start_redis,
     tool_version,
@@ -81,21 +88,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def app_env(redis_url: str, workdir: Path) -> dict[str, str]:
-    """A clean environment, the same for every process of the app."""
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ") if k in os.environ}
-    env.update(
-        REDIS_URL=redis_url,
-        SECRET_KEY="bench",
-        CHATBOT_ENV="production",
-        CHATBOT_RATE_LIMIT_CONVERSATION="0",
-        CHATBOT_RATE_LIMIT_IP="0",
-        PROMETHEUS_MULTIPROC_DIR=str(workdir / "prometheus-workers"),
-    )
-    return env
-
-
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["deploy"]:
+        from deploy import main as deploy_main
+
+        return deploy_main(argv[1:])
+    if argv[:1] == ["sweep"]:
+        from sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
+    if argv[:1] == ["memory"]:
+        from memory import main as memory_main
+
+        return memory_main(argv[1:])
+    if argv[:1] == ["app"]:
+        argv = argv[1:]
     args = parse_args(argv)
     for path in (WRK, REDIS_SERVER, VENV_BIN / "uwsgi", VENV_BIN / "gunicorn"):
         if not Path(path).exists():
@@ -104,7 +111,7 @@ def main(argv: list[str]) -> int:
     host = machine()
     workdir = Path(tempfile.mkdtemp(prefix="coinex-bench-"))
     redis_proc, redis_url = start_redis(workdir)
-    env = app_env(redis_url, workdir)
+    env = app_env(redis_url, workdir / "prometheus-workers")
     os.environ.update(env)  # this process enqueues too: coinex_chatbot.tasks reads REDIS_URL
     ok = False
     try:
@@ -167,7 +174,7 @@ def main(argv: list[str]) -> int:
             '"others\' CPU" columns show what they used during each run.',
             f"- Whole benchmark took {elapsed / 60:.1f} min.",
         ]
-        command = ".venv/bin/python bench/run.py" + (" " + shlex.join(argv) if argv else "")
+        command = ".venv/bin/python bench/run.py app" + (" " + shlex.join(argv) if argv else "")
         versions = {
             "uWSGI (pyuwsgi)": tool_version([str(VENV_BIN / "uwsgi"), "--version"]),
             "gunicorn": tool_version([str(VENV_BIN / "gunicorn"), "--version"])
@@ -203,9 +210,19 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+ALL_PARTS = ("app", "sweep", "memory")  # what `make bench` (no arguments) runs, in turn
+
+
+def run_all() -> int:
+    for part in ALL_PARTS:
+        print(f"=== bench/run.py {part} ===", flush=True)
+        main([part])
+    return 0
+
+
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1:]))
+        sys.exit(main(sys.argv[1:]) if sys.argv[1:] else run_all())
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         sys.exit(1)

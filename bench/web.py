@@ -33,16 +33,16 @@ ENDPOINTS = ("POST /api/v1/conversations/<id>/messages", "GET /healthz")
 
 @dataclass(frozen=True)
 class WebSettings:
-    processes: int
-    uwsgi_threads: int
-    listen: int
-    connections: int
-    wrk_threads: int
-    wrk_cpus: str  # taskset CPU list for wrk, "" = not pinned
-    duration: int
-    warmup: int
-    repeats: int
-    conversations: int
+    processes: int = 4
+    uwsgi_threads: int = 2
+    listen: int = 128
+    connections: int = 64
+    wrk_threads: int = 1
+    wrk_cpus: str = ""  # taskset CPU list for wrk, "" = not pinned
+    duration: int = 10
+    warmup: int = 3
+    repeats: int = 3
+    conversations: int = 2000
     quiet: float = 0.3  # wait before each run until background load is below this (cores)
     quiet_wait: float = 30.0  # ... but at most this many seconds
     uwsgi_extra: tuple[str, ...] = ()
@@ -137,9 +137,15 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_servers(ws: WebSettings, env: dict[str, str], workdir: Path) -> list[Server]:
+SERVERS = {"uWSGI": uwsgi_argv, "gunicorn": gunicorn_argv}
+
+
+def start_servers(
+    ws: WebSettings, env: dict[str, str], workdir: Path, names: tuple[str, ...] = tuple(SERVERS)
+) -> list[Server]:
     servers = []
-    for name, build in (("uWSGI", uwsgi_argv), ("gunicorn", gunicorn_argv)):
+    for name in names:
+        build = SERVERS[name]
         port = free_port()
         # each server gets its own Prometheus multiprocess directory, emptied before start
         prom = workdir / f"prometheus-{name}"
@@ -266,6 +272,68 @@ def stored_messages(client: redis.Redis, conversation_ids: list[str]) -> int:
     return sum(pipe.execute())
 
 
+def wait_settled(client: redis.Redis, still: float = 0.5, timeout: float = 15.0) -> None:
+    """Wait until the server has finished the requests wrk left in flight (the Dramatiq queue
+    stops growing), so that they count in this run and do not land in the next one."""
+    deadline = time.monotonic() + timeout
+    last, since = client.llen("dramatiq:default"), time.monotonic()
+    while time.monotonic() - since < still:
+        if time.monotonic() > deadline:
+            raise BenchError(f"the Dramatiq queue still grows {timeout:.0f} s after wrk ended")
+        time.sleep(0.1)
+        now = client.llen("dramatiq:default")
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def measure_endpoint(
+    ws: WebSettings,
+    server: Server,
+    endpoint: str,
+    duration: int,
+    client: redis.Redis,
+    redis_proc: Proc,
+    workdir: Path,
+) -> WrkResult:
+    """One wrk run of ``ws.connections`` connections against one endpoint, on an emptied Redis
+    with fresh conversations; POST runs are checked against what Redis holds afterwards."""
+    server.proc.check_alive()
+    ids = reset_redis(client, ws.conversations)
+    if duration == ws.duration:
+        wait_quiet(ws.quiet, ws.quiet_wait)
+    if endpoint.startswith("POST"):
+        script = lua_script(workdir / "post.lua", ids)
+        result = run_wrk(ws, server.base + "/", duration, script, server.proc, redis_proc)
+        wait_settled(client)
+        stored = stored_messages(client, ids)
+        accepted = result.requests - result.non_2xx
+        if abs(stored - accepted) > 2 * ws.connections:
+            raise BenchError(
+                f"{server.name}: wrk saw {accepted} accepted POSTs but Redis holds "
+                f"{stored} messages"
+            )
+        queued = client.llen("dramatiq:default")
+        if abs(queued - stored) > 2 * ws.connections:
+            raise BenchError(f"{server.name}: {stored} messages but {queued} tasks")
+    else:
+        result = run_wrk(ws, server.base + "/healthz", duration, None, server.proc, redis_proc)
+    errors = result.non_2xx + result.socket_errors
+    if errors > result.requests // 100:
+        raise BenchError(
+            f"{server.name} {endpoint}: {errors} errors in {result.requests} requests; "
+            f"server log tail:\n{server.proc.log_tail()}"
+        )
+    print(
+        f"  {server.name:8} {endpoint:45} c={ws.connections:<4} {result.rps:9.1f} req/s  "
+        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+        f"server CPU {result.server_cpu_us:5.0f} us/req  "
+        f"others {result.others_cpu:4.2f} cores  "
+        f"errors {errors}",
+        flush=True,
+    )
+    return result
+
+
 def bench_web(
     ws: WebSettings, env: dict[str, str], client: redis.Redis, redis_proc: Proc, workdir: Path
 ) -> dict[tuple[str, str], Cell]:
@@ -273,57 +341,51 @@ def bench_web(
     servers = start_servers(ws, env, workdir)
     cells: dict[tuple[str, str], Cell] = {}
     try:
-
-        def one(server: Server, endpoint: str, duration: int) -> WrkResult:
-            server.proc.check_alive()
-            ids = reset_redis(client, ws.conversations)
-            if duration == ws.duration:
-                wait_quiet(ws.quiet, ws.quiet_wait)
-            if endpoint.startswith("POST"):
-                script = lua_script(workdir / "post.lua", ids)
-                result = run_wrk(ws, server.base + "/", duration, script, server.proc, redis_proc)
-                stored = stored_messages(client, ids)
-                accepted = result.requests - result.non_2xx
-                if abs(stored - accepted) > 2 * ws.connections:
-                    raise BenchError(
-                        f"{server.name}: wrk saw {accepted} accepted POSTs but Redis holds "
-                        f"{stored} messages"
-                    )
-                queued = client.llen("dramatiq:default")
-                if abs(queued - stored) > 2 * ws.connections:
-                    raise BenchError(f"{server.name}: {stored} messages but {queued} tasks")
-            else:
-                result = run_wrk(
-                    ws, server.base + "/healthz", duration, None, server.proc, redis_proc
-                )
-            errors = result.non_2xx + result.socket_errors
-            if errors > result.requests // 100:
-                raise BenchError(
-                    f"{server.name} {endpoint}: {errors} errors in {result.requests} requests; "
-                    f"server log tail:\n{server.proc.log_tail()}"
-                )
-            print(
-                f"  {server.name:8} {endpoint:45} {result.rps:9.1f} req/s  "
-                f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
-                f"server CPU {result.server_cpu_us:5.0f} us/req  "
-                f"others {result.others_cpu:4.2f} cores  "
-                f"errors {errors}",
-                flush=True,
-            )
-            return result
-
         print(f"warm-up ({ws.warmup} s per server and endpoint)", flush=True)
         for server in servers:
             for endpoint in ENDPOINTS:
-                one(server, endpoint, ws.warmup)
+                measure_endpoint(ws, server, endpoint, ws.warmup, client, redis_proc, workdir)
         for rep in range(ws.repeats):
             print(f"measured run {rep + 1}/{ws.repeats} ({ws.duration} s each)", flush=True)
             order = servers if rep % 2 == 0 else list(reversed(servers))
             for endpoint in ENDPOINTS:
                 for server in order:
-                    result = one(server, endpoint, ws.duration)
+                    result = measure_endpoint(
+                        ws, server, endpoint, ws.duration, client, redis_proc, workdir
+                    )
                     cells.setdefault((server.name, endpoint), Cell()).runs.append(result)
     finally:
         for server in servers:
             server.proc.stop()
+    return cells
+
+
+def sweep_connections(
+    ws: WebSettings,
+    levels: tuple[int, ...],
+    env: dict[str, str],
+    client: redis.Redis,
+    redis_proc: Proc,
+    workdir: Path,
+) -> dict[int, Cell]:
+    """The enqueue endpoint under uWSGI at each number of wrk connections: one warm-up run per
+    level, then ``ws.repeats`` rounds over all levels (order alternating, so drift hits all)."""
+    (server,) = start_servers(ws, env, workdir, names=("uWSGI",))
+    endpoint = ENDPOINTS[0]
+    cells: dict[int, Cell] = {c: Cell() for c in levels}
+    try:
+        print(f"warm-up ({ws.warmup} s per level)", flush=True)
+        for c in levels:
+            wc = replace(ws, connections=c)
+            measure_endpoint(wc, server, endpoint, ws.warmup, client, redis_proc, workdir)
+        for rep in range(ws.repeats):
+            print(f"measured round {rep + 1}/{ws.repeats} ({ws.duration} s each)", flush=True)
+            for c in levels if rep % 2 == 0 else tuple(reversed(levels)):
+                wc = replace(ws, connections=c)
+                result = measure_endpoint(
+                    wc, server, endpoint, ws.duration, client, redis_proc, workdir
+                )
+                cells[c].runs.append(result)
+    finally:
+        server.proc.stop()
     return cells
