@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +69,31 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
         assert len(outcomes()) == 1 and '"outcome": "answered"' in outcomes()[0], outcomes()
     finally:
         fresh.stop()
+
+
+def test_worker_process_stops_when_its_main_process_is_killed(app_env, tmp_path_factory):
+    """Supervisor restarts only the main process: its orphaned worker process must not go on."""
+    worker = start_worker(app_env, tmp_path_factory.mktemp("worker-orphan"), "orphan-worker")
+    children = _children(worker.proc.pid)
+    assert children, "dramatiq --processes 1 has no worker process"
+    os.kill(worker.proc.pid, signal.SIGKILL)  # the main process only, not the group
+    worker.proc.wait(5)
+    try:
+        wait_for(lambda: not any(_alive(pid) for pid in children), 15, "the orphan to stop")
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -7,7 +7,11 @@ at least once; ``Store.complete`` makes the outcome of a message happen exactly 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import os
+import signal
+import sys
 import time
 from functools import lru_cache
 
@@ -51,6 +55,26 @@ class WarmUp(Middleware):
         get_knowledge_base()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class DieWithParent(Middleware):
+    """A worker process stops (gracefully, SIGTERM) when its Dramatiq main process dies.
+
+    Supervisor manages the main process only: if it is SIGKILLed alone, its worker process would
+    go on taking messages with nothing managing it, next to the one Supervisor starts anew.
+    """
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+        elif os.getppid() == 1:  # the main process died before prctl: the signal never comes
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 class RetryAfterRedisReturns(Middleware):
     """A message that failed because Redis was down is retried once Redis is back, never dropped.
 
@@ -89,6 +113,7 @@ def make_broker(s: Settings) -> RedisBroker:
         health_check_interval=15,
     )
     broker.add_middleware(WarmUp())
+    broker.add_middleware(DieWithParent())
     broker.add_middleware(RetryAfterRedisReturns())
     return broker
 
