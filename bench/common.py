@@ -274,3 +274,26 @@ def lua_tables(conversation_ids: list[str], questions: list[str] | tuple[str, ..
         f"local bodies = {{\n{bodies}\n}}\n"
         'local headers = {["Content-Type"] = "application/json"}\n'
     )
+
+
+def broker_backlog(client: object) -> tuple[int, int]:
+    """Messages still queued and still unacknowledged on Dramatiq's default queue (one round trip).
+
+    ``client`` is a redis.Redis; typed loosely so that common.py does not import redis.
+    """
+    pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
+    pipe.llen("dramatiq:default")
+    pipe.hlen("dramatiq:default.msgs")
+    queued, unacked = pipe.execute()
+    return queued, unacked
+
+
+def cli(main: Callable[[list[str]], int], prog: str, argv: list[str]) -> None:
+    """Run a bench entry point: its exit code, or 1 with the message of a BenchError."""
+    import sys
+
+    try:
+        sys.exit(main(argv))
+    except BenchError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(1)

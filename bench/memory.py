@@ -50,6 +50,8 @@ from common import (
     BenchError,
     Proc,
     app_env,
+    broker_backlog,
+    cli,
     free_port,
     http_status,
     lua_tables,
@@ -442,10 +444,7 @@ def wait_drained(client: redis.Redis, procs: list[Proc], timeout: float) -> None
     while True:
         for proc in procs:
             proc.check_alive()
-        pipe = client.pipeline(transaction=False)
-        pipe.llen("dramatiq:default")
-        pipe.hlen("dramatiq:default.msgs")
-        queued, unacked = pipe.execute()
+        queued, unacked = broker_backlog(client)
         if queued == 0 and unacked == 0:
             return
         if time.monotonic() > deadline:
@@ -843,8 +842,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as exc:
-        print(f"bench/memory.py: {exc}", file=sys.stderr)
-        sys.exit(1)
+    cli(main, "bench/memory.py", sys.argv[1:])

@@ -44,6 +44,7 @@ from common import (
     WRK,
     BenchError,
     app_env,
+    cli,
     machine,
     start_redis,
     tool_version,
@@ -221,8 +222,4 @@ def run_all() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]) if sys.argv[1:] else run_all())
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        sys.exit(1)
+    cli(lambda argv: main(argv) if argv else run_all(), "bench failed", sys.argv[1:])

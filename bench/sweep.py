@@ -29,6 +29,7 @@ from common import (
     WRK,
     BenchError,
     app_env,
+    cli,
     machine,
     start_redis,
     tool_version,
@@ -226,8 +227,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchError as exc:
-        print(f"bench/run.py sweep: {exc}", file=sys.stderr)
-        sys.exit(1)
+    cli(main, "bench/run.py sweep", sys.argv[1:])

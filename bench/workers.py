@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from common import VENV_BIN, BenchError, Proc, busy_cpu_seconds, wait_quiet
+from common import VENV_BIN, BenchError, Proc, broker_backlog, busy_cpu_seconds, wait_quiet
 from questions import QUESTIONS
 
 MESSAGES_PER_CONVERSATION = 5
@@ -114,10 +114,7 @@ def wait_answered(
     while True:
         for proc in workers:
             proc.check_alive()
-        pipe = client.pipeline(transaction=False)
-        pipe.llen("dramatiq:default")
-        pipe.hlen("dramatiq:default.msgs")
-        queued, unacked = pipe.execute()
+        queued, unacked = broker_backlog(client)
         sample = Sample(sum(p.cpu_seconds() for p in workers), redis_proc.cpu_seconds(), unacked)
         if first is None and all("ready for action" in p.log_tail(400) for p in workers):
             first = sample
