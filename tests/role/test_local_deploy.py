@@ -1,11 +1,15 @@
 """The real local deploy: its own supervisord, redis-server, uWSGI and Dramatiq, under a
-temporary base dir on free ports. Deploy, answer a question, rerun with changed=0, --check,
-code change by chain reload, rollback, a broken release stopped by the health gate, WS change."""
+temporary base dir on free ports, from an inventory like inventories/local that sets
+coinex_chatbot_ws: 2. Deploy, answer a question, rerun with changed=0, --check, code change by
+chain reload, rollback, a broken release stopped by the health gate, WS changes under load (0
+failed requests, 0 lost messages) and which of -e ws / WS / the inventory wins."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,12 +28,14 @@ SERVER = "coinex_customer_chatbot:coinex_customer_chatbot_server"
 class LocalDeploy:
     base: Path
     app: Path
+    inventory: Path
     port: int
     redis_port: int
     releases_seen: list[str] = field(default_factory=list)
 
     def args(self, *extra: str) -> list[str]:
         return [
+            "-i", str(self.inventory),
             "-e", f"coinex_chatbot_base_dir={self.base}",
             "-e", f"coinex_chatbot_app_src={self.app}",
             "-e", f"coinex_chatbot_http_port={self.port}",
@@ -37,8 +43,12 @@ class LocalDeploy:
             *extra,
         ]  # fmt: skip
 
-    def deploy(self, *extra: str) -> PlaybookRun:
-        return run_playbook("deploy.yml", *self.args(*extra))
+    def deploy(self, *extra: str, env: dict[str, str] | None = None) -> PlaybookRun:
+        return run_playbook("deploy.yml", *self.args(*extra), env=env)
+
+    def task_processes(self) -> list[str]:
+        status = self.supervisorctl("status").stdout
+        return [ln for ln in status.splitlines() if "coinex_customer_chatbot_task_" in ln]
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -71,7 +81,14 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy]:
     tmp = tmp_path_factory.mktemp("local")
     app = tmp / "app"
     shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    deployment = LocalDeploy(tmp / "deploy", app, free_port(), free_port())
+    # inventories/local, plus WS and no rate limits set in the inventory (the load test posts a lot)
+    inventory = tmp / "inventory"
+    shutil.copytree(ROOT / "inventories" / "local", inventory)
+    (inventory / "group_vars" / "all" / "test.yml").write_text(
+        "coinex_chatbot_ws: 2\n"
+        "coinex_chatbot_rate_limit_ip: 0\ncoinex_chatbot_rate_limit_conversation: 0\n"
+    )
+    deployment = LocalDeploy(tmp / "deploy", app, inventory, free_port(), free_port())
     yield deployment
     if (deployment.base / "local_supervisord.conf").exists():
         deployment.supervisorctl("shutdown")
@@ -149,10 +166,87 @@ def test_broken_release_is_switched_back(local: LocalDeploy) -> None:
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
 
 
-def test_ws_change_updates_the_group(local: LocalDeploy) -> None:
+class Load:
+    """molecule/fleet/files/loadgen.py against the local deploy: GETs and chat posts on 8
+    connections until stopped, then every posted message must be answered or escalated."""
+
+    def __init__(self, local: LocalDeploy, tmp: Path) -> None:
+        self.stop_file, self.out = tmp / "load.stop", tmp / "load.json"
+        self.stop_file.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "molecule/fleet/files/loadgen.py"),
+             f"--url=http://127.0.0.1:{local.port}", "--connections=8", "--think-ms=20",
+             f"--stop-file={self.stop_file}", "--max-seconds=400", "--settle-seconds=60",
+             f"--out={self.out}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        time.sleep(3)  # load before the change
+
+    def finish(self) -> dict:
+        time.sleep(3)  # load after the change
+        self.stop_file.touch()
+        output, _ = self.proc.communicate(timeout=180)
+        assert self.proc.returncode == 0, output
+        figures = json.loads(self.out.read_text())
+        print(f"load figures: {output.strip()}")
+        return figures
+
+
+def said(run: PlaybookRun, text: str) -> bool:
+    """`text` appears in the run's output, whatever line breaks the callback put into messages."""
+    return " ".join(text.split()) in " ".join(run.output.split())
+
+
+def assert_nothing_lost(figures: dict) -> None:
+    assert figures["requests"] > 500, figures
+    assert figures["failed"] == 0, figures
+    assert figures["messages_posted"] > 20, figures
+    assert figures["pending"] == 0, figures
+    assert figures["answered"] + figures["escalated"] == figures["messages_posted"], figures
+    assert figures["listed_more_than_once"] == 0, figures
+    assert figures["listed_not_acknowledged"] == 0, figures
+
+
+def test_ws_change_under_load_beats_the_inventory(local: LocalDeploy, tmp_path: Path) -> None:
+    """-e ws=3 against an inventory with coinex_chatbot_ws: 2: the group is re-created with 3
+    task processes while a standby uWSGI serves the port: 0 failed requests, 0 lost messages."""
+    load = Load(local, tmp_path)
     run = local.deploy("-e", "ws=3")
+    figures = load.finish()
     assert run.rc == 0, run.output[-4000:]
-    status = local.supervisorctl("status").stdout
-    tasks = [ln for ln in status.splitlines() if "coinex_customer_chatbot_task_" in ln]
-    assert len(tasks) == 3 and all("RUNNING" in ln for ln in tasks), status
+    assert said(run, "WS=3 (from command line (-e ws))"), run.output[-6000:]
+    assert said(run, "This run restarts: the whole group"), run.output[-6000:]
+    assert said(run, "A standby uWSGI serves"), run.output[-6000:]
+    assert "Start the standby server" in run.output
+    tasks = local.task_processes()
+    assert len(tasks) == 3 and all("RUNNING" in ln for ln in tasks), tasks
+    assert "coinex_customer_chatbot_standby" not in local.supervisorctl("status").stdout
+    assert_nothing_lost(figures)
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+
+
+def test_ws_precedence_in_check_mode(local: LocalDeploy) -> None:
+    """WS in the environment wins over the inventory, -e ws over WS; check mode says what a
+    change would restart and changes nothing."""
+    run = local.deploy("--check", env={"WS": "4"})
+    assert run.rc == 0, run.output[-4000:]
+    assert said(run, "WS=4 (from environment (WS))"), run.output[-6000:]
+    assert said(run, "Check mode, this run would restart: the whole group"), run.output[-6000:]
+    run = local.deploy("--check", "-e", "ws=3", env={"WS": "4"})
+    assert run.rc == 0, run.output[-4000:]
+    assert said(run, "WS=3 (from command line (-e ws))"), run.output[-6000:]
+    assert said(run, "Check mode, this run would restart: nothing"), run.output[-6000:]
+    assert run.recap()["changed"] == 0, run.output[-6000:]
+    assert len(local.task_processes()) == 3
+
+
+def test_ws_back_to_the_inventory_under_load(local: LocalDeploy, tmp_path: Path) -> None:
+    """Without -e ws or WS the inventory's 2 applies: 3 -> 2 under load drops nothing."""
+    load = Load(local, tmp_path)
+    run = local.deploy()
+    figures = load.finish()
+    assert run.rc == 0, run.output[-4000:]
+    assert said(run, "WS=2 (from coinex_chatbot_ws (inventory or vars))"), run.output[-6000:]
+    tasks = local.task_processes()
+    assert len(tasks) == 2 and all("RUNNING" in ln for ln in tasks), tasks
+    assert_nothing_lost(figures)

@@ -88,6 +88,9 @@ BAD = [
     case("extra_env=list", f'{{"{V}extra_env": ["A=1"]}}', names="extra_env"),
     # ranges
     case("ws=0", "ws=0", names="ws"),
+    # WS from the environment, and coinex_chatbot_ws itself, are checked the same way
+    case("WS=four(env)", names="ws", env={"WS": "four"}),
+    case("coinex_chatbot_ws=65", f"{V}ws=65", names="ws"),
     case("http_port=0", f"{V}http_port=0", names="http_port"),
     case("http_port=65536", f"{V}http_port=65536", names="http_port"),
     case("local_redis_port=70000", f"{V}local_redis_port=70000", names="local_redis_port"),
@@ -108,6 +111,11 @@ BAD = [
     case("mode=foo", f"{V}mode=foo", names="mode"),
     case("log_level=CRITICAL", f"{V}log_level=CRITICAL", names="log_level"),  # the app rejects it
     case("uwsgi_log_format=xml", f"{V}uwsgi_log_format=xml", names="uwsgi_log_format"),
+    case(
+        "health_expected_article=Bad Id",
+        f'{{"{V}health_expected_article": "Bad Id"}}',
+        names="health_expected_article",
+    ),
     # paths
     case("base_dir=relative", f"{V}base_dir=relative/dir", names="base_dir"),
     case("base_dir=/", f"{V}base_dir=/", names="base_dir"),

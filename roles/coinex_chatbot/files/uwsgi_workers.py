@@ -2,8 +2,11 @@
 
 python3 uwsgi_workers.py --stats SOCK (or just SOCK)       print [{"pid", "status"}] as JSON
 python3 uwsgi_workers.py --stats SOCK --fifo FIFO --processes N --timeout S
-    write "c" (chain reload) to the master FIFO, then wait until N workers run and none of
-    the workers seen before is left; exit 1 with the reason on stderr when that fails.
+    write "c" (chain reload) to the master FIFO, then wait until N workers accept requests and
+    none of the workers seen before is left; exit 1 with the reason on stderr when that fails.
+python3 uwsgi_workers.py --stats SOCK --wait --processes N --timeout S
+    wait until the stats socket answers and N workers accept requests (a uWSGI that has just
+    started); exit 1 with the reason on stderr when that fails.
 """
 
 import argparse
@@ -22,7 +25,36 @@ def workers(stats: str) -> list[dict]:
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-    return [{"pid": w["pid"], "status": w["status"]} for w in json.loads(data)["workers"]]
+    return [
+        {"pid": w["pid"], "status": w["status"], "accepting": w.get("accepting", 0)}
+        for w in json.loads(data)["workers"]
+    ]
+
+
+def accepting(now: list[dict]) -> set[int]:
+    """Pids of the workers that have loaded the app and accept requests."""
+    return {w["pid"] for w in now if w["pid"] > 0 and w["accepting"]}
+
+
+def wait_ready(stats: str, processes: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    now: list[dict] = []
+    error = "no answer yet"
+    while time.monotonic() < deadline:
+        try:
+            now = workers(stats)
+            error = ""
+        except (OSError, ValueError) as exc:
+            error = str(exc)
+        if len(accepting(now)) == processes:
+            print(json.dumps({"ready": sorted(accepting(now))}))
+            return 0
+        time.sleep(0.5)
+    sys.stderr.write(
+        f"uWSGI at {stats}: {processes} workers not all accepting within {timeout:.0f} s"
+        f" ({error or now})\n"
+    )
+    return 1
 
 
 def chain_reload(stats: str, fifo: str, processes: int, timeout: float) -> int:
@@ -43,7 +75,7 @@ def chain_reload(stats: str, fifo: str, processes: int, timeout: float) -> int:
             now = workers(stats)
         except OSError:
             continue
-        pids = {w["pid"] for w in now if w["pid"] > 0}
+        pids = accepting(now)
         if len(pids) == processes and not pids & before:
             print(json.dumps({"before": sorted(before), "after": sorted(pids)}))
             return 0
@@ -59,12 +91,15 @@ def main() -> int:
     parser.add_argument("stats_socket", nargs="?", help="same as --stats")
     parser.add_argument("--stats")
     parser.add_argument("--fifo")
+    parser.add_argument("--wait", action="store_true", help="wait until the workers are ready")
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args()
     args.stats = args.stats or args.stats_socket
     if not args.stats:
         parser.error("the stats socket is required")
+    if args.wait:
+        return wait_ready(args.stats, args.processes, args.timeout)
     if args.fifo:
         return chain_reload(args.stats, args.fifo, args.processes, args.timeout)
     print(json.dumps(workers(args.stats)))
