@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
+
+from coinex_chatbot.config import load_settings
+from coinex_chatbot.runtime import get_runtime
 
 from services import RedisServer, Stack, free_port, running_stack
 
@@ -20,7 +22,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture(scope="session")
 def app_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The environment every process of the app gets, and this test process too."""
+    """The environment every process of the app gets; this test process's runtime too."""
     env = {
         "REDIS_URL": redis_server.url,
         "SECRET_KEY": "test-secret-not-for-production",
@@ -30,7 +32,7 @@ def app_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
         "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS": "5000",
         "CHATBOT_BROKER_MAINTENANCE_CHANCE": "100000",
     }
-    os.environ.update(env)
+    get_runtime(load_settings(env))
     return env
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("app_env")
 def app(app_env):
     from coinex_chatbot.web import create_app
 
-    return create_app(load_settings())
+    return create_app(load_settings(app_env))
 
 
 @pytest.fixture()
@@ -119,11 +119,12 @@ def test_chat_page_is_served(client):
     assert page.status_code == 200 and page.mimetype == "text/html"
 
 
-def test_rate_limit_per_conversation_answers_429_with_retry_after(app_env, monkeypatch):
+def test_rate_limit_per_conversation_answers_429_with_retry_after(app_env):
     from coinex_chatbot.web import create_app
 
-    monkeypatch.setenv("CHATBOT_RATE_LIMIT_CONVERSATION", "3")
-    client = create_app(load_settings()).test_client()
+    client = create_app(
+        load_settings({**app_env, "CHATBOT_RATE_LIMIT_CONVERSATION": "3"})
+    ).test_client()
     cid = new_conversation(client)
     url = f"/api/v1/conversations/{cid}/messages"
     codes = [client.post(url, json={"text": f"question {i}"}).status_code for i in range(3)]
@@ -139,11 +140,10 @@ def test_rate_limit_per_conversation_answers_429_with_retry_after(app_env, monke
     )
 
 
-def test_rate_limit_per_client_ip(app_env, monkeypatch):
+def test_rate_limit_per_client_ip(app_env):
     from coinex_chatbot.web import create_app
 
-    monkeypatch.setenv("CHATBOT_RATE_LIMIT_IP", "4")
-    client = create_app(load_settings()).test_client()
+    client = create_app(load_settings({**app_env, "CHATBOT_RATE_LIMIT_IP": "4"})).test_client()
     env = {"REMOTE_ADDR": "198.51.100.7"}
     codes = [
         client.post("/api/v1/conversations", json={}, environ_base=env).status_code

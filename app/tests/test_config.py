@@ -1,6 +1,18 @@
+import importlib.util
+import os
+import subprocess
+import sys
+
 import pytest
 
-from coinex_chatbot.config import ConfigError, load_settings
+from coinex_chatbot import config
+from coinex_chatbot.config import (
+    ConfigError,
+    check_env,
+    integer_ranges,
+    load_settings,
+    number_ranges,
+)
 
 
 def test_production_refuses_to_start_without_secret_key():
@@ -50,3 +62,70 @@ def test_values_are_read():
         0.5,
         7,
     )
+
+
+def test_integer_ranges_name_every_integer_variable_and_bound_it():
+    ranges = integer_ranges()
+    assert ranges == {
+        "CHATBOT_RATE_LIMIT_CONVERSATION": (0, 1_000_000),
+        "CHATBOT_RATE_LIMIT_IP": (0, 10_000_000),
+        "CHATBOT_TRUSTED_PROXIES": (0, 10),
+        "CHATBOT_DATA_TTL_SECONDS": (60, 365 * 24 * 3600),
+        "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS": (1000, 3_600_000),
+        "CHATBOT_BROKER_MAINTENANCE_CHANCE": (0, 1_000_000),
+        "CHATBOT_TASK_DELAY_MS": (0, 600_000),
+    }
+    assert number_ranges() == {"CHATBOT_CONFIDENCE_THRESHOLD": (0.0, 1.0)}
+    for name, (low, high) in ranges.items():  # the bounds are accepted, one past them is not
+        assert check_env({"SECRET_KEY": "x", name: str(low)}) == []
+        assert check_env({"SECRET_KEY": "x", name: str(high)}) == []
+        assert check_env({"SECRET_KEY": "x", name: str(high + 1)})[0].startswith(name)
+
+
+def test_config_file_loads_alone_by_path():
+    """As the role's plugin loads it: the one file, not the package, not in sys.modules."""
+    spec = importlib.util.spec_from_file_location("alone", config.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.integer_ranges() == integer_ranges()
+
+
+def test_check_env_reports_every_problem_and_load_settings_the_first():
+    env = {"CHATBOT_RATE_LIMIT_IP": "-1", "CHATBOT_DEBUG": "maybe", "REDIS_URL": "http://x"}
+    problems = check_env(env)
+    names = ["REDIS_URL", "CHATBOT_DEBUG", "SECRET_KEY", "CHATBOT_RATE_LIMIT_IP"]
+    assert [p.split()[0] for p in problems] == names
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert str(error.value) == problems[0]
+
+
+def _check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "coinex_chatbot.config", "--check", *args]
+    env = {"PATH": os.environ["PATH"], **(env or {})}
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_check_command_validates_an_env_file(tmp_path):
+    good, bad = tmp_path / "good.env", tmp_path / "bad.env"
+    good.write_text("# by the role\nSECRET_KEY='it'\"'\"'s a $ecret'\nCHATBOT_RATE_LIMIT_IP=7\n")
+    bad.write_text("CHATBOT_ENV=staging\nCHATBOT_TASK_DELAY_MS='a lot'\n")
+    result = _check("--env-file", str(good))
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "config: ok (14 settings)\n",
+        "",
+    )
+    result = _check("--env-file", str(bad))
+    assert (result.returncode, result.stdout) == (2, "")
+    lines = result.stderr.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["config:", name] for name in ("CHATBOT_ENV", "SECRET_KEY", "CHATBOT_TASK_DELAY_MS")
+    ]
+
+
+def test_check_command_reads_the_environment_without_a_file():
+    assert _check(env={"CHATBOT_ENV": "local"}).returncode == 0
+    result = _check(env={"CHATBOT_CONFIDENCE_THRESHOLD": "high", "SECRET_KEY": "x"})
+    assert result.returncode == 2
+    assert result.stderr == "config: CHATBOT_CONFIDENCE_THRESHOLD must be a number, got 'high'\n"

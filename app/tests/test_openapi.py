@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("app_env")
 def test_openapi_matches_routes(app_env):
     from coinex_chatbot.web import create_app
 
-    app = create_app(load_settings())
+    app = create_app(load_settings(app_env))
     routes = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":

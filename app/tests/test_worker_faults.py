@@ -20,8 +20,9 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
     import redis
 
     from coinex_chatbot.config import load_settings
+    from coinex_chatbot.runtime import make_broker
     from coinex_chatbot.store import Store, connect
-    from coinex_chatbot.tasks import answer_message, make_broker
+    from coinex_chatbot.tasks import answer_message
 
     env = {**app_env, "REDIS_URL": own_redis.url}
     redis_client = redis.Redis.from_url(own_redis.url, decode_responses=True)
@@ -43,7 +44,7 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
     assert store.get_message(mid)["status"] == "pending"
 
     killed_at = time.monotonic()
-    heartbeat_s = load_settings().broker_heartbeat_timeout_ms / 1000
+    heartbeat_s = load_settings(env).broker_heartbeat_timeout_ms / 1000
     # maintenance (the requeue of a dead worker's messages) on every broker call of the new
     # worker, so the wait is the heartbeat timeout, not a dice roll
     fresh = start_worker(

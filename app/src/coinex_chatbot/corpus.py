@@ -1,37 +1,22 @@
-"""The help-centre corpus (``kb/*.json``) and language detection, without the search index.
+"""The help-centre corpus: the knowledge-base records of ``kb/*.json``, loaded and validated.
 
-Kept apart from ``knowledge`` (bm25s, numpy) so the web processes, which only detect the
-language of a question and report the corpus in /readyz, do not import the search stack.
+Every file is a JSON array of articles ``{"id", "topic", "en": {"title", "body", "keywords"?},
+"zh": {...}}``. Ids are unique and shared by both languages, so an article found in one language
+can be answered in the other. ``keywords`` (optional) are short phrasings customers use for the
+article ("deposit missing", "转错链"); they are indexed, never shown. Kept apart from
+``knowledge`` (bm25s, numpy) so the web processes, which report the corpus in /readyz, do not
+import the search stack.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-LANGUAGES: tuple[str, ...] = ("en", "zh")
-
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RE = re.compile(f"[{_CJK}]")
-_ASCII_LETTERS_RE = re.compile(r"[A-Za-z]+")
-
-
-def detect_language(text: str) -> str:
-    """Return "zh" if CJK ideographs make up a meaningful share of ``text``, else "en".
-
-    A Chinese character counts against one Latin word; "zh" wins when the text has at least
-    one ideograph and ideographs are at least 20 % of (ideographs + Latin words), so
-    "2FA 丢了怎么办" is Chinese while an English sentence quoting one Chinese name is not.
-    """
-    cjk = len(_CJK_RE.findall(text))
-    if cjk == 0:
-        return "en"
-    words = len(_ASCII_LETTERS_RE.findall(text))
-    return "zh" if cjk >= 0.2 * (cjk + words) else "en"
+from .language import LANGUAGES
 
 
 def load_records(path: Path | None = None) -> list[dict]:

@@ -1,23 +1,9 @@
-"""Help-centre knowledge base: the bilingual corpus in ``kb/*.json`` and BM25 retrieval.
-
-Corpus
-    Every ``kb/*.json`` file is a JSON array of articles ``{"id", "topic", "en": {"title",
-    "body", "keywords"?}, "zh": {...}}``. Ids are unique and shared by both languages, so an
-    article found in one language can be answered in the other. ``keywords`` (optional) are short
-    phrasings customers use for the article ("deposit missing", "转错链"); they are indexed, never
-    shown.
+"""Help-centre knowledge base: BM25 retrieval over the corpus (``corpus.py``) and a confidence.
 
 Retrieval (``bm25s``, Lucene BM25, k1=1.2, b=0.75, one index per language)
-    Each article is indexed as title x ``TITLE_WEIGHT`` + body + keywords.
+    Each article is indexed as title x ``TITLE_WEIGHT`` + body + keywords, tokenised by
+    ``language.tokenize`` (English stemmed words and bigrams, Chinese character n-grams).
 
-    * English: lowercase ``[a-z0-9]+`` words; stopwords removed (bm25s' English list plus chat
-      filler such as "pls", "hi", "keeps"); a light suffix stemmer (plurals, -ing, -ed, -al,
-      final -e/-y); a small domain thesaurus folds customer words into help-centre words
-      ("log in" -> login, "declined" -> reject, "take out" -> withdraw); plus bigrams of
-      adjacent content words ("limit_order") so phrases outrank scattered words.
-    * Chinese: the same kind of thesaurus (提币 -> 提现, 爆仓 -> 强平), then each CJK run is cut at
-      function characters/words (的, 了, 吗, 怎么, 什么, ...) and every piece gives its character
-      unigrams and bigrams; Latin words inside Chinese ("2FA", "API", "USDT") are English tokens.
     * A query word missing from the vocabulary, of >= ``FUZZY_MIN_LEN`` letters, within one edit
       (two from 8 letters; Damerau-Levenshtein, same first letter) of an indexed word is read as
       that word ("withdrawl", "recieve") with weight 1 - 0.2 x edits.
@@ -50,16 +36,24 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN_PLUS
 
-from .corpus import _CJK, _CJK_RE, LANGUAGES, detect_language, load_records
+from .corpus import load_records
+from .language import (
+    CJK_RE,
+    LANGUAGES,
+    detect_language,
+    en_pairs,
+    latin_part,
+    tokenize,
+    wordset,
+    zh_tokens,
+)
 
 TITLE_WEIGHT = 3
 FUZZY_MIN_LEN = 6
@@ -68,126 +62,8 @@ MAX_TYPO_LOOKUPS = 16
 BM25_K1 = 1.2
 BM25_B = 0.75
 
-_CJK_RUN_RE = re.compile(f"[{_CJK}]+")
-_LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
-
-
-def _wordset(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-# Chat filler that carries no topic ("hi guys pls help") on top of bm25s' English stopwords.
-_EN_STOPWORDS = (
-    frozenset(STOPWORDS_EN_PLUS)
-    | _wordset(
-        """
-        hi hello hey pls plz please thanks thank thx ty help guys sir madam ok okay yes yeah u ur
-        im ive dont cant can could would should will also still just get got want need know tell
-        explain anyone someone something thing things way lot really much many mine now ago
-        happen happened happening going coinex does did do is are was what whats why how when
-        where which who whom hasnt havent isnt doesnt didnt wont s t ll ve re d m keep kept
-        getting say says saying said try tried trying see seem look looking wonder wondering
-        possible anymore actually ask asking whether anything everything nothing every since yet
-        already
-        """
-    )
-) - {"id", "not", "no"}
-# Customer phrasings folded into the help centre's vocabulary, applied to articles and
-# questions alike (a small domain thesaurus, not a list of test questions).
-_EN_PHRASES = (
-    (r"\be[- ]?mail", "email"),
-    (r"\b(?:log|logged|logging|sign|signed|signing)[- ]?(?:in|on)(?:to)?\b", "login"),
-    (r"\b(?:take|took|taking|cash|cashing)[- ]out\b", "withdraw"),
-    (r"\b(?:top|topped|topping)[- ]?up\b", "deposit"),
-    (r"\b(?:show|showed|shows|showing|turn|turned)[- ]up\b", "arrive"),
-    (r"\btwo[- ]factor\b|\b2[- ]step\b|\btwo[- ]step\b", "2fa"),
-    (r"\bsub[- ]accounts?\b", "subaccount"),
-    (r"\bgoogle[- ]auth(?:enticator)?\b", "authenticator"),
-    (r"\bdestination[- ]tag\b", "memo"),
-    (r"\bmargin[- ]call\b", "liquidation"),
-)
-_EN_PHRASE_RES = tuple((re.compile(p), r) for p, r in _EN_PHRASES)
-_EN_SYNONYMS: dict[str, str] = {}
-for _canonical, _variants in {
-    "withdraw": "withdrawal withdrawals withdrew withdrawn withdrawl withdrawls payout",
-    "deposit": "deposits deposited depositing",
-    "arrive": "arrived arrives arriving credited credit crediting",
-    "reject": "rejected rejection declined decline denied deny refused",
-    "freeze": "frozen froze freezing lock locked",
-    "hack": "hacked hacker hackers stolen compromised breached",
-    "create": "make making made generate generated",
-    "cancel": "cancelled canceled cancelling canceling revoke undo",
-    "login": "logins signin",
-    "fee": "fees charge charges charged commission commissions",
-    "fund": "funds money",
-    "network": "networks chain chains",
-    "memo": "memos tag tags",
-    "phone": "mobile cellphone",
-    "authenticator": "authy",
-    "2fa": "twofa tfa mfa otp",
-    "password": "pwd passwd",
-    "identity": "id",
-    "transaction": "tx txn",
-    "account": "acct acc",
-    "address": "addr",
-    "perpetual": "perp perps",
-    "subaccount": "subaccounts",
-    "send": "sent sending sends",
-    "pay": "paid paying pays payment payments",
-    "buy": "bought buying",
-    "sell": "sold selling",
-    "lose": "lost losing gone disappeared vanished",
-}.items():
-    for _variant in _variants.split():
-        _EN_SYNONYMS[_variant] = _canonical
-_EN_SYNONYMS["e"] = ""
-# Chinese spellings folded the same way (replaced in the text before tokenising).
-_ZH_SYNONYMS = (
-    ("强制平仓", "强平"),
-    ("爆仓", "强平"),
-    ("提币", "提现"),
-    ("提款", "提现"),
-    ("出金", "提现"),
-    ("充币", "充值"),
-    ("入金", "充值"),
-    ("入账", "到账"),
-    ("撤回", "撤销"),
-    ("登陆", "登录"),
-    ("实名认证", "身份认证"),
-    ("实名", "身份认证"),
-    ("谷歌验证码", "谷歌验证器"),
-)
-# Chinese characters and words that carry no topic: text is split at them.
-_ZH_STOP_WORDS = (
-    "为什么",
-    "怎么办",
-    "怎么样",
-    "怎么",
-    "什么",
-    "如何",
-    "可以",
-    "一下",
-    "是不是",
-    "是否",
-    "请问",
-    "已经",
-    "还是",
-    "你们",
-    "我们",
-    "能不能",
-    "为何",
-    "哪里",
-    "多少",
-    "时候",
-    "怎样",
-)
-_ZH_STOP_CHARS = frozenset("的了吗呢吧啊呀嘛哦哈我你您他她它是在就都也么个这那请哪和与及或")
-_ZH_SPLIT_RE = re.compile(
-    "|".join(map(re.escape, _ZH_STOP_WORDS)) + "|[" + "".join(sorted(_ZH_STOP_CHARS)) + "]"
-)
-
 # Coin tickers: they help ranking (XRP -> memo) but do not make a question on-topic.
-_TICKERS = _wordset(
+_TICKERS = wordset(
     """
     btc eth usdt usdc trx bnb sol xrp doge ltc ada xlm eos atom ton matic avax shib bch dai busd
     tusd cet
@@ -198,76 +74,6 @@ _FALLBACK = {
     "en": "Sorry, I could not find a help-centre article that answers this question.",
     "zh": "抱歉，没有找到能回答这个问题的帮助中心文章。",
 }
-
-
-def _stem(word: str) -> str:
-    """Light English suffix stemmer: plurals, -ing, -ed, -al, trailing -e; keeps short words."""
-    if len(word) <= 3 or word.isdigit():
-        return word
-    for suffix, repl in (("ies", "y"), ("sses", "ss"), ("ness", ""), ("ments", "ment")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)] + repl
-            break
-    else:
-        if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 4:
-            word = word[:-1]
-    for suffix in ("ing", "ed", "al"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            word = word[: -len(suffix)]
-            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
-                word = word[:-1]  # stopping -> stop
-            elif word.endswith("ll"):
-                word = word[:-1]  # cancelled -> cancel
-            break
-    if word.endswith("e") and len(word) > 4:
-        word = word[:-1]  # release / released / releasing -> releas
-    if word.endswith("y") and len(word) > 4:
-        word = word[:-1] + "i"  # verify / verified -> verifi
-    return word
-
-
-def _en_pairs(text: str) -> list[tuple[str, str]]:
-    """(word, token) for each content word: thesaurus, stopwords and stemming applied."""
-    text = text.lower()
-    for pattern, repl in _EN_PHRASE_RES:
-        text = pattern.sub(repl, text)
-    pairs = []
-    for raw in _LATIN_WORD_RE.findall(text):
-        word = _EN_SYNONYMS.get(raw, raw)
-        if not word or word in _EN_STOPWORDS:
-            continue
-        stem = _stem(word)
-        stem = _EN_SYNONYMS.get(stem, stem)
-        if stem not in _EN_STOPWORDS:
-            pairs.append((word, stem))
-    return pairs
-
-
-def _bigrams(words: list[str]) -> list[str]:
-    return [f"{a}_{b}" for a, b in itertools.pairwise(words) if a != b]
-
-
-def _latin_part(text: str) -> str:
-    return _CJK_RUN_RE.sub(" ", text)
-
-
-def _zh_cjk_tokens(text: str) -> list[str]:
-    for variant, canonical in _ZH_SYNONYMS:
-        text = text.replace(variant, canonical)
-    tokens: list[str] = []
-    for run in _CJK_RUN_RE.findall(text):
-        for part in _ZH_SPLIT_RE.split(run):
-            tokens.extend(part)
-            tokens.extend(part[i : i + 2] for i in range(len(part) - 1))
-    return tokens
-
-
-def tokenize(text: str, lang: str) -> list[str]:
-    """Tokens of ``text`` for the index of ``lang`` (see the module docstring)."""
-    if lang == "zh":
-        return _zh_cjk_tokens(text) + [t for _, t in _en_pairs(_latin_part(text))]
-    words = [t for _, t in _en_pairs(text)]
-    return words + _bigrams(words)
 
 
 @dataclass(frozen=True)
@@ -318,7 +124,7 @@ class _LanguageIndex:
         self.surface: dict[str, str] = {}
         for a, kws in zip(articles, keywords, strict=True):
             for text in (a.title, a.body, *kws):
-                self.surface.update(_en_pairs(_latin_part(text)))
+                self.surface.update(en_pairs(latin_part(text)))
         self.by_initial: dict[str, list[str]] = {}
         for word in sorted(self.surface):
             if word.isalpha():
@@ -340,7 +146,7 @@ class _LanguageIndex:
         """
         words: list[tuple[str, str, float]] = []
         lookups = 0  # bounded, so a long message of gibberish stays fast
-        for word, token in _en_pairs(_latin_part(text) if self.lang == "zh" else text):
+        for word, token in en_pairs(latin_part(text) if self.lang == "zh" else text):
             match = None
             if token not in self.df and lookups < MAX_TYPO_LOOKUPS:
                 lookups += 1
@@ -350,7 +156,7 @@ class _LanguageIndex:
             else:
                 words.append((token, self.surface[match[0]], 1.0 - 0.2 * match[1]))
         if self.lang == "zh":
-            extra = [(t, t, 1.0) for t in _zh_cjk_tokens(text)]
+            extra = [(t, t, 1.0) for t in zh_tokens(text)]
         else:
             extra = [
                 (f"{a}_{b}", f"{ra}_{rb}", min(wa, wb))
@@ -411,7 +217,7 @@ class _LanguageIndex:
         weights: dict[str, float] = {}  # unit -> idf
         covered: dict[str, float] = {}  # unit -> share of it found in the top article
         for _, tok, w in query:
-            if self.lang == "zh" and _CJK_RE.match(tok):
+            if self.lang == "zh" and CJK_RE.match(tok):
                 # Chinese: the units are the question's characters; a character is covered when
                 # a bigram containing it occurs in the article (single characters match nearly
                 # anything, so they do not count on their own).
@@ -494,13 +300,8 @@ class KnowledgeBase:
     # ----- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Path | None = None) -> KnowledgeBase:
-        """Load every ``*.json`` article file of ``path`` (a directory or one file).
-
-        Without ``path`` the corpus shipped in the package (``coinex_chatbot/kb``) is used.
-        Raises ``ValueError`` on a malformed article or a duplicate id.
-        """
-        records = load_records(path)
-        return cls(records)
+        """The articles of ``corpus.load_records(path)`` (default: the packaged corpus), indexed."""
+        return cls(load_records(path))
 
     # ----- introspection -------------------------------------------------------------------
     def __len__(self) -> int:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .config import Settings
+from .language import LANGUAGES
 
 _ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
-_LANG = {"type": "string", "enum": ["en", "zh"]}
+_LANG = {"type": "string", "enum": list(LANGUAGES)}
 
 
 def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -27,7 +29,7 @@ def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
 
 _BAD_INPUT = {
     "400": _error("Malformed JSON, invalid UTF-8, or invalid fields"),
-    "413": _error("Body over 16 KiB"),
+    "413": _error(f"Body over {Settings.max_body_bytes // 1024} KiB"),
     "429": _error("Rate limit reached", retry_after=True),
     "503": _error("Redis unavailable", retry_after=True),
 }
@@ -169,7 +171,11 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["text"],
                     "properties": {
-                        "text": {"type": "string", "minLength": 1, "maxLength": 2000},
+                        "text": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": Settings.max_text_chars,
+                        },
                         "lang": _LANG,
                     },
                 },

@@ -13,15 +13,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
-from .config import Settings, load_settings
-from .corpus import article_count, detect_language
+from .config import Settings
+from .corpus import article_count
+from .language import LANGUAGES, detect_language
 from .logs import log_event, setup_logging
 from .openapi import openapi_document
-from .store import Store, connect
+from .runtime import get_runtime
 
 log = logging.getLogger("coinex_chatbot.web")
 
-LANGS = {"en", "zh"}
 REDIS_RETRY_AFTER = 5
 
 
@@ -69,15 +69,17 @@ def _lang(body: dict[str, Any]) -> str | None:
     lang = body.get("lang")
     if lang is None:
         return None
-    if not isinstance(lang, str) or lang not in LANGS:
-        raise ApiError(400, "invalid_lang", "lang must be 'en' or 'zh'")
+    if not isinstance(lang, str) or lang not in LANGUAGES:
+        raise ApiError(400, "invalid_lang", f"lang must be {' or '.join(map(repr, LANGUAGES))}")
     return str(lang)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or load_settings()
+    """The app on the process's runtime for ``settings`` (default: the environment's)."""
+    runtime = get_runtime(settings)
+    settings, store = runtime.settings, runtime.store
     setup_logging(settings.log_level)
-    from .tasks import answer_message  # the broker is configured from the same environment
+    from .tasks import answer_message  # declared on the same runtime's broker
 
     app = Flask(__name__)
     app.config.update(
@@ -88,9 +90,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
-    store = Store(
-        connect(settings.redis_url), settings.data_ttl_seconds, settings.escalation_stream
-    )
     articles = article_count()  # the corpus is read (and validated) before serving
 
     def require_conversation(cid: str) -> None:
@@ -162,7 +161,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/")
     def chat_page() -> str:
         lang = request.args.get("lang")
-        return render_template("index.html", lang=lang if lang in LANGS else None)
+        return render_template("index.html", lang=lang if lang in LANGUAGES else None)
 
     @app.post("/api/v1/conversations")
     def create_conversation() -> tuple[Response, int]:

@@ -1,0 +1,129 @@
+"""The process's one runtime: its Settings, and the Store and Dramatiq broker built from them.
+
+The web app and the actors both use ``get_runtime()``: built once, from the settings of the first
+call or else from the environment; a call with other settings replaces it (tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware, TimeLimitExceeded
+
+from .config import Settings, load_settings
+from .logs import setup_logging
+from .store import Store, connect
+
+log = logging.getLogger("coinex_chatbot.tasks")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    store: Store
+    broker: RedisBroker
+
+
+_current: Runtime | None = None
+
+
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    """The process's runtime for ``settings`` (default: the one built, or the environment's)."""
+    global _current
+    if _current is not None and (settings is None or settings == _current.settings):
+        return _current
+    settings = settings or load_settings()
+    broker = make_broker(settings)
+    if _current is not None:  # actors declared on the previous broker now send through this one
+        for actor in _current.broker.actors.values():
+            actor.broker = broker
+            broker.declare_actor(actor)
+    dramatiq.set_broker(broker)
+    store = Store(
+        connect(settings.redis_url), settings.data_ttl_seconds, settings.escalation_stream
+    )
+    _current = Runtime(settings, store, broker)
+    return _current
+
+
+class WarmUp(Middleware):
+    """Load the knowledge base when a worker process boots, not on its first message."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        from .knowledge import get_knowledge_base
+
+        setup_logging(get_runtime().settings.log_level)
+        get_knowledge_base()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class DieWithParent(Middleware):
+    """A worker process stops (gracefully, SIGTERM) when its Dramatiq main process dies.
+
+    Supervisor manages the main process only: if it is SIGKILLed alone, its worker process would
+    go on taking messages with nothing managing it, next to the one Supervisor starts anew.
+    """
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+        elif os.getppid() == 1:  # the main process died before prctl: the signal never comes
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class RetryAfterRedisReturns(Middleware):
+    """A message that failed because Redis was down is retried once Redis is back, never dropped.
+
+    Dramatiq's Retries enqueues the retry at once; while Redis is down that enqueue fails, the
+    failure is only logged, and the original message is acked as soon as Redis returns: the
+    customer's message would stay pending for ever. This runs before Retries (after-hooks run in
+    reverse order) and holds the worker thread until Redis answers, as Dramatiq does for acks.
+    """
+
+    def after_process_message(
+        self,
+        broker: RedisBroker,
+        message: dramatiq.Message,
+        *,
+        result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if not isinstance(exception, (redis.ConnectionError, redis.TimeoutError)):
+            return
+        while True:
+            # the actor's time limit may fire while this thread waits: it has returned already
+            with contextlib.suppress(TimeLimitExceeded):
+                try:
+                    broker.client.ping()
+                    return
+                except redis.RedisError:
+                    time.sleep(1)
+
+
+def make_broker(s: Settings) -> RedisBroker:
+    broker = RedisBroker(
+        url=s.redis_url,
+        heartbeat_timeout=s.broker_heartbeat_timeout_ms,
+        maintenance_chance=s.broker_maintenance_chance,
+        socket_connect_timeout=1.0,
+        health_check_interval=15,
+    )
+    broker.add_middleware(WarmUp())
+    broker.add_middleware(DieWithParent())
+    broker.add_middleware(RetryAfterRedisReturns())
+    return broker
