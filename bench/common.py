@@ -1,299 +1,329 @@
-"""Shared parts of the benchmark: processes it starts (and always stops), Redis, the machine."""
+"""Shared parts of the benchmarks: the app tests' process harness (app/tests/services.py), uWSGI
+configured by the role's own template, CPU and machine figures, docs/benchmarks.md sections."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
 import re
-import signal
-import socket
+import shlex
+import shutil
+import statistics
 import subprocess
+import sys
+import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import jinja2
+import psutil
+import requests
+import yaml
+from jinja2 import meta
+from tabulate import tabulate
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
-REDIS_SERVER = "/usr/bin/redis-server"
-WRK = "/usr/bin/wrk"
+sys.path.insert(0, str(ROOT / "app" / "tests"))  # the tests' harness: services.py
+from services import REDIS_SERVER, Process, RedisServer, free_port, spawn, start_worker  # noqa: E402, I001
+from services import wait_for, worker_ready  # noqa: E402
+
+__all__ = ["REDIS_SERVER", "Process", "free_port", "start_worker", "wait_for", "worker_ready"]
+BENCH, ROLE, DOC = (
+    ROOT / "bench",
+    ROOT / "roles" / "coinex_chatbot",
+    ROOT / "docs" / "benchmarks.md",
+)
+VENV_BIN, WRK = ROOT / ".venv" / "bin", "/usr/bin/wrk"
+APP = "coinex_chatbot.wsgi:application"
+# what the requests ask: both languages, mostly on-topic, a few off-topic (these get escalated)
+QUESTIONS = (BENCH / "questions.txt").read_text().splitlines()
+# the role's uWSGI worker recycling, off: max-requests, its delta, lifetime and reload-on-rss
+NO_RECYCLING = {
+    f"coinex_chatbot_uwsgi_{name}": 0
+    for name in ("max_requests", "max_requests_delta", "max_worker_lifetime", "reload_on_rss")
+}
 
 
 class BenchError(RuntimeError):
     """Something the benchmark needs did not work; the message says what."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def role_vars(**overrides: object) -> dict[str, Any]:
+    """The role's defaults, then ``overrides``."""
+    defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+    return {"ansible_managed": "rendered by bench/common.py", **defaults, **overrides}
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception as exc:  # the thing is not up yet
-            last = exc
-        time.sleep(0.1)
-    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+def render(source: str, variables: dict[str, Any]) -> str:
+    """Jinja as Ansible does it here: the variables a text uses are rendered first, recursively."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True)
+    names = meta.find_undeclared_variables(env.parse(source)) & variables.keys()
+    values = {n: variables[n] for n in names}
+    values = {n: render(v, variables) if "{{" in str(v) else v for n, v in values.items()}
+    return env.from_string(source).render(values)
 
 
-def http_status(url: str, timeout: float = 2.0) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+def uwsgi_ini(base: Path, port: int, options: dict[str, str | None], **variables: object) -> Path:
+    """The role's templates/uwsgi.ini.j2 for a local-mode server in ``base`` (its chdir, run and
+    shared dirs) on 127.0.0.1:``port``: the role's defaults with ``variables`` over them, then
+    the rendered options replaced by ``options`` (None drops one; new ones are appended)."""
+    dirs = {"shared": base / "shared", "run_dir": base / "run"}
+    for path in (dirs["shared"] / "prometheus", dirs["run_dir"]):
+        path.mkdir(parents=True, exist_ok=True)
+    more = {f"__coinex_chatbot_{k}": str(v) for k, v in dirs.items()}
+    more |= {"coinex_chatbot_mode": "local", "__coinex_chatbot_local": True}
+    more |= {"coinex_chatbot_base_dir": str(base), "coinex_chatbot_http_port": port}
+    text = render((ROLE / "templates" / "uwsgi.ini.j2").read_text(), role_vars(**more, **variables))
+    lines = [line for line in text.splitlines() if line.split("=")[0].strip() not in options]
+    lines += [f"{key} = {value}" for key, value in options.items() if value is not None]
+    (base / "uwsgi.ini").write_text("\n".join(lines) + "\n")
+    return base / "uwsgi.ini"
 
 
-@dataclass
-class Proc:
-    """A process group the benchmark started; stop() ends exactly that group."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    stop_signal: signal.Signals = signal.SIGTERM
-    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def start(self) -> Proc:
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # own process group: stop() reaches its children too
-        )
-        log.close()
-        return self
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            raise BenchError(f"{self.name} exited early; log tail:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.popen is None:
-            return
-        pgid = self.popen.pid
-        if self.popen.poll() is None:
-            _signal_group(pgid, self.stop_signal)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(pgid, signal.SIGKILL)
-                self.popen.wait(5)
-        # children that outlived their parent (same group) get no second chance
-        _signal_group(pgid, signal.SIGKILL)
-        self.popen = None
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the live processes of this group."""
-        if self.popen is None:
-            return 0.0
-        return group_cpu_seconds(self.popen.pid)
+def options_text(options: dict[str, str | None], variables: dict[str, object]) -> str:
+    """How a run's uWSGI differs from the role's defaults, for the docs."""
+    changed = [f"`{k.removeprefix('coinex_chatbot_')}={v}`" for k, v in variables.items()]
+    changed += [f"`{k} = {v}`" if v is not None else f"no `{k}`" for k, v in options.items()]
+    return "the role's uwsgi.ini.j2 with its defaults and " + ", ".join(changed)
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
+def start_uwsgi(base: Path, env: dict[str, str], ini: Path, port: int) -> Process:
+    """uWSGI with ``ini``, its log in ``base``; waited for until /readyz answers 200."""
+    return wait_ready(spawn("uwsgi", [str(VENV_BIN / "uwsgi"), "--ini", str(ini)], env, base), port)
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process just ended
-            continue
-        # after the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
-        # cmajflt utime stime
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+def wait_ready(proc: Process, port: int) -> Process:
+    def ready() -> bool:
+        proc.check()
+        return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+
+    wait_for(ready, 90, f"{proc.name} /readyz on port {port}")
+    return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, its live descendants and the children it has reaped."""
+    total = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
+        total += root.cpu_times().children_user + root.cpu_times().children_system
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.cpu_times().user + proc.cpu_times().system
+    return total
 
 
 def busy_cpu_seconds() -> float:
-    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    """CPU time the whole machine spent busy (all cores)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + t.steal
 
 
-def wait_quiet(threshold: float, max_wait: float) -> float:
+def wait_quiet(threshold: float, max_wait: float) -> None:
     """Wait (at most max_wait s) until the machine's busy CPU over 1 s is below threshold cores.
-
-    Called between runs, when the benchmark's own processes are idle, so the busy CPU is
-    other people's load. Returns the last measured load, in cores.
-    """
+    Called between runs, when the benchmark's own processes are idle: the load is other jobs'."""
     started = time.monotonic()
-    while True:
-        before, t0 = busy_cpu_seconds(), time.monotonic()
-        time.sleep(1.0)
-        load = (busy_cpu_seconds() - before) / (time.monotonic() - t0)
-        waited = time.monotonic() - started
-        if load < threshold or waited >= max_wait:
-            if waited > 1.5:
-                print(f"    waited {waited:.0f} s for a quieter machine: {load:.2f} cores busy")
-            return load
+    while (load := psutil.cpu_percent(1.0) * psutil.cpu_count() / 100) >= threshold:
+        if time.monotonic() - started >= max_wait:
+            break
+    if (waited := time.monotonic() - started) > 1.5:
+        print(f"    waited {waited:.0f} s for a quieter machine: {load:.2f} cores busy")
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def start_redis(workdir: Path) -> tuple[Proc, str]:
-    """A private redis-server on a free loopback port, no persistence."""
-    if not Path(REDIS_SERVER).exists():
-        raise BenchError(f"{REDIS_SERVER} is missing: run scripts/setup")
-    port = free_port()
-    argv = [
-        REDIS_SERVER,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", str(workdir),
-        "--daemonize", "no",
-        "--maxclients", "10000",
-    ]  # fmt: skip
-    proc = Proc("redis-server", argv, dict(os.environ), workdir / "redis.log").start()
-
-    def pong() -> bool:
-        proc.check_alive()
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-
-    wait_for(pong, 10, f"redis-server on port {port}")
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
-def _first(path: str, prefix: str, sep: str = ":") -> str:
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(prefix) and sep in line:
-                return line.split(sep, 1)[1].strip().strip('"')
-    except OSError:
-        pass
+def tool_version(argv: list[str], pattern: str = r"(.+)") -> str:
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+        if found := re.search(pattern, out.stdout + out.stderr):
+            return found.group(1).strip()
     return "unknown"
 
 
 def machine() -> dict[str, str]:
-    mem_kb = int(_first("/proc/meminfo", "MemTotal").split()[0] or 0)
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    cpu = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
     return {
-        "cpu": _first("/proc/cpuinfo", "model name"),
-        "cores": str(os.cpu_count()),
-        "ram": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "cpu": cpu.group(1) if cpu else platform.machine(),
+        "cores": str(psutil.cpu_count()),
+        "ram": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "kernel": platform.release(),
-        "os": _first("/etc/os-release", "PRETTY_NAME", "="),
+        "os": platform.freedesktop_os_release().get("PRETTY_NAME", "unknown"),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "load": load,
+        "load": loadavg(),
     }
 
 
-def tool_version(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0].strip() if text else "unknown"
-
-
-def app_env(redis_url: str, prom_dir: Path) -> dict[str, str]:
-    """A clean environment, the same for every process of the app: production settings, rate
-    limits off (the benchmarks measure capacity, not the limiter)."""
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TZ") if k in os.environ}
-    env.update(
-        REDIS_URL=redis_url,
-        SECRET_KEY="bench",
-        CHATBOT_ENV="production",
-        CHATBOT_RATE_LIMIT_CONVERSATION="0",
-        CHATBOT_RATE_LIMIT_IP="0",
-        PROMETHEUS_MULTIPROC_DIR=str(prom_dir),
-    )
-    return env
-
-
-DOC_HEADER = (
-    "# Benchmarks\n\n"
-    "Measured figures of this project on real processes. Each section is written by its own\n"
-    "script between its markers; re-running a script replaces only its section.\n"
+SECTIONS = jinja2.Environment(  # bench/sections/*.md, with the notes files of bench/
+    loader=jinja2.FileSystemLoader([BENCH / "sections", BENCH]), undefined=jinja2.StrictUndefined
 )
 
 
-def write_section(
-    path: Path, text: str, start: str, end: str, keep: tuple[str, str] | None = None
-) -> None:
-    """Replace only the text between ``start`` and ``end`` of ``path`` (re-read right before
-    writing, so other scripts' sections survive); a ``keep`` block of hand-written notes inside
-    the old section is carried into the new one."""
-    current = path.read_text() if path.exists() else DOC_HEADER
-    if keep:
-        notes = re.search(re.escape(keep[0]) + ".*?" + re.escape(keep[1]), current, re.DOTALL)
-        if notes:
-            text = text.replace(end, notes.group(0) + "\n" + end)
-    if start in current and end in current:
-        before, rest = current.split(start, 1)
-        after = rest.split(end, 1)[1].lstrip("\n")
-        new = before + text + ("\n" + after if after else "")
-    else:
-        new = current.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
-def lua_tables(conversation_ids: list[str], questions: list[str] | tuple[str, ...]) -> str:
-    """The Lua tables a wrk POST script starts with: conversation ids, JSON bodies, headers."""
-    ids = ",\n".join(f'  "{cid}"' for cid in conversation_ids)
-    bodies = ",\n".join(
-        "  [==[" + json.dumps({"text": q}, ensure_ascii=True) + "]==]" for q in questions
-    )
-    return (
-        f"local ids = {{\n{ids}\n}}\n"
-        f"local bodies = {{\n{bodies}\n}}\n"
-        'local headers = {["Content-Type"] = "application/json"}\n'
+def section(
+    part: str, argv: list[str], host: dict[str, str], started: float, **values: object
+) -> str:
+    """bench/sections/<part>.md rendered: the part's text around its figures and tables, after
+    a title, the command, the machine and the tools (sections/header.md)."""
+    tools = {
+        "uWSGI (pyuwsgi)": tool_version([str(VENV_BIN / "uwsgi"), "--version"]),
+        "gunicorn": tool_version([str(VENV_BIN / "gunicorn"), "--version"], r"\(version (.+)\)"),
+        "wrk": tool_version([WRK, "-v"], r"wrk (\S+)"),
+        "redis-server": tool_version([REDIS_SERVER, "--version"], r"v=(\S+)"),
+    }
+    command = shlex.join([".venv/bin/python", "bench/run.py", part, *argv])
+    minutes, load_end = (time.monotonic() - started) / 60, loadavg()
+    template = SECTIONS.get_template(f"{part}.md")
+    return template.render(
+        command=command, host=host, minutes=minutes, tools=tools, load_end=load_end, **values
     )
 
 
-def broker_backlog(client: object) -> tuple[int, int]:
-    """Messages still queued and still unacknowledged on Dramatiq's default queue (one round trip).
+@dataclass
+class Lab:
+    """What every measurement needs: the app's environment, Redis (client, pid), a workdir."""
 
-    ``client`` is a redis.Redis; typed loosely so that common.py does not import redis.
-    """
-    pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
-    pipe.llen("dramatiq:default")
-    pipe.hlen("dramatiq:default.msgs")
-    queued, unacked = pipe.execute()
-    return queued, unacked
+    env: dict[str, str]
+    client: Any  # redis.Redis
+    redis_pid: int
+    workdir: Path
 
 
-def cli(main: Callable[[list[str]], int], prog: str, argv: list[str]) -> None:
-    """Run a bench entry point: its exit code, or 1 with the message of a BenchError."""
-    import sys
+@contextlib.contextmanager
+def lab(prefix: str) -> Iterator[Lab]:
+    """A private redis-server (free loopback port, no persistence) in a fresh directory, removed
+    afterwards unless the run failed (its logs are kept then)."""
+    import redis
 
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    server = RedisServer(free_port(), workdir)
+    server.start()
+    env = app_env(server.url, workdir / "prometheus-workers")
+    os.environ.update(env)  # this process enqueues too: coinex_chatbot.tasks reads REDIS_URL
     try:
-        sys.exit(main(argv))
-    except BenchError as exc:
+        yield Lab(env, redis.Redis.from_url(server.url, decode_responses=True), server.pid, workdir)
+    except BaseException:
+        print(f"logs kept in {workdir}", file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def app_env(redis_url: str, prom_dir: Path) -> dict[str, str]:
+    """The environment of every process of the app: production settings, rate limits off (the
+    benchmarks measure capacity, not the limiter), its own Prometheus multiprocess directory."""
+    prom_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "bench",
+        "CHATBOT_ENV": "production",
+        "CHATBOT_RATE_LIMIT_CONVERSATION": "0",
+        "CHATBOT_RATE_LIMIT_IP": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
+    }
+
+
+def create_conversations(client: Any, count: int) -> list[str]:
+    """An emptied Redis with ``count`` fresh conversations."""
+    from coinex_chatbot.store import Store
+
+    client.flushdb()
+    store = Store(client, 3600, "chatbot:escalations")
+    return [store.create_conversation(None) for _ in range(count)]
+
+
+def broker_backlog(client: Any) -> tuple[int, int]:
+    """Messages still queued and still unacknowledged on Dramatiq's default queue."""
+    pipe = client.pipeline(transaction=False)
+    return tuple(pipe.llen("dramatiq:default").hlen("dramatiq:default.msgs").execute())
+
+
+def lua_data(path: Path, conversation_ids: list[str]) -> Path:
+    """The Lua tables the wrk scripts (bench/wrk/*.lua) load: conversation ids, JSON bodies."""
+    ids = ", ".join(f'"{c}"' for c in conversation_ids)
+    bodies = ", ".join(f"[==[{json.dumps({'text': q})}]==]" for q in QUESTIONS)
+    path.write_text(f"return {{ids = {{{ids}}}, bodies = {{{bodies}}}}}\n")
+    return path
+
+
+def table(rows: Iterable[dict[str, object]], align: str) -> str:
+    """A markdown table of rows keyed by column header; ``align``: l or r for each column."""
+    colalign = ["left" if a == "l" else "right" for a in align]
+    return tabulate(list(rows), "keys", tablefmt="pipe", colalign=colalign, disable_numparse=True)
+
+
+@dataclass
+class Runs:
+    """The measured runs of one point; tables show their medians and each run's figure."""
+
+    runs: list[Any] = field(default_factory=list)
+
+    def median(self, attr: str) -> float:
+        return statistics.median(getattr(run, attr) for run in self.runs)
+
+    def each(self, attr: str, fmt: str = ".0f") -> str:
+        return ", ".join(format(getattr(run, attr), fmt) for run in self.runs)
+
+
+KNOBS = {  # the web and worker knobs: type, default ("role": the role's variable), help
+    "processes": (int, "coinex_chatbot_uwsgi_processes", "uWSGI (and gunicorn) processes"),
+    "uwsgi_threads": (int, "coinex_chatbot_uwsgi_threads", "threads per uWSGI process"),
+    "duration": (int, 10, "seconds per measured wrk run"),
+    "warmup": (int, 3, "seconds of warm-up per point"),
+    "repeats": (int, 3, "measured wrk runs per point"),
+    "conversations": (int, 2000, "conversations the requests go to"),
+    "worker_threads": (int, "coinex_chatbot_task_threads", "--threads of each Dramatiq process"),
+    "messages": (int, 5000, "messages per run"),
+    "worker_repeats": (int, 3, "worker runs per process count"),
+    "quiet": (float, 0.3, "before each measured run, wait until other jobs use fewer cores"),
+    "quiet_wait": (float, 30, "... for at most this many s"),
+}
+
+
+def parser(prog: str, doc: str, knobs: Iterable[str] = KNOBS, **defaults: object) -> Any:
+    """A part's parser: the ``knobs`` (their defaults overridden by ``defaults``), --no-write
+    and --output."""
+    p = argparse.ArgumentParser(prog=f"bench/run.py {prog}", description=doc.split("\n\n")[0])
+    for name in knobs:
+        kind, default, text = KNOBS[name]
+        default = defaults.get(name, role_vars().get(str(default), default))
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default, help=text)
+    p.add_argument("--no-write", action="store_true", help="print only, leave the docs alone")
+    p.add_argument("--output", type=Path, default=DOC, help="the markdown file to write")
+    return p
+
+
+def publish(args: argparse.Namespace, text: str, part: str) -> int:
+    """Print a part's section; unless --no-write, replace the text between its markers in
+    --output (re-read right before, so other parts survive), its hand-written notes kept."""
+    print(f"\n{text}")
+    if args.no_write:
+        return 0
+    start, end = f"<!-- bench:{part}:start -->", f"<!-- bench:{part}:end -->"
+    current = args.output.read_text() if args.output.exists() else "# Benchmarks\n"
+    notes = re.search(f"<!-- bench:{part}:notes:start.*?:notes:end -->\n", current, re.DOTALL)
+    text = f"{start}\n{text.strip()}\n{notes.group(0) if notes else ''}{end}\n"
+    before, found, rest = current.partition(start)
+    after = rest.partition(end)[2].lstrip("\n") if found else ""
+    before = before if found else before.rstrip("\n") + "\n\n"
+    args.output.write_text(before + text.replace(f"{ROOT}/", "") + (f"\n{after}" if after else ""))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cli(main: Callable[[list[str]], int], prog: str) -> None:
+    """Run a bench entry point: its exit code, or 1 with the message of what went wrong."""
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines as they come
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (BenchError, AssertionError, OSError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(1)

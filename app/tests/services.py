@@ -1,10 +1,12 @@
 """Real services for the tests: redis-server on a free port, uWSGI and Dramatiq processes.
 
 Nothing is mocked. If redis-server, uWSGI or Dramatiq cannot start, the fixtures fail loudly.
+The benchmarks (bench/common.py) start their processes with the same helpers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -29,16 +31,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check, timeout: float, what: str) -> None:
+class Exited(AssertionError):
+    """A process that should be running has exited (wait_for gives up at once)."""
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             if check():
                 return
+        except Exited:
+            raise
         except Exception as exc:
             last = exc
-        time.sleep(0.05)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
 
 
@@ -62,6 +70,11 @@ class RedisServer:
     @property
     def log(self) -> Path:
         return self.workdir / "redis-server.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "redis-server is not running"
+        return self.proc.pid
 
     def start(self) -> None:
         if not Path(REDIS_SERVER).exists():
@@ -110,9 +123,19 @@ class RedisServer:
 
 @dataclass
 class Process:
+    """A process started in its own process group (spawn); stop() ends the whole group."""
+
     name: str
     proc: subprocess.Popen
     log: Path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def check(self) -> None:
+        """Raise if the process has exited, with the end of its log."""
+        if not self.alive():
+            raise Exited(f"{self.name} exited early:\n{self.output()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.proc.poll() is None:
@@ -122,6 +145,8 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        with contextlib.suppress(ProcessLookupError):  # children that outlived their parent
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -129,40 +154,39 @@ class Process:
 
 def spawn(name: str, argv: list[str], env: dict[str, str], logdir: Path) -> Process:
     log = logdir / f"{name}.log"
-    handle = log.open("wb")
-    proc = subprocess.Popen(
-        argv,
-        env={**os.environ, **env},
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return Process(name, proc, log)
 
 
-def start_worker(env: dict[str, str], logdir: Path, name: str = "dramatiq") -> Process:
-    worker = spawn(
-        name,
-        [
-            str(VENV_BIN / "dramatiq"),
-            "coinex_chatbot.tasks",
-            "--processes",
-            "1",
-            "--threads",
-            "2",
-            "--worker-shutdown-timeout",
-            "5000",
-        ],
-        env,
-        logdir,
-    )
-    wait_for(
-        lambda: "Worker process is ready" in worker.output() or worker.proc.poll() is not None,
-        30,
-        "the dramatiq worker to boot",
-    )
-    assert worker.proc.poll() is None, f"dramatiq exited:\n{worker.output()}"
+def start_worker(
+    env: dict[str, str],
+    logdir: Path,
+    name: str = "dramatiq",
+    threads: int = 2,
+    command: tuple[str, ...] = (),
+    wait: bool = True,
+) -> Process:
+    """``dramatiq coinex_chatbot.tasks --processes 1`` as Supervisor runs it (``command``
+    replaces ``dramatiq``); waits until its worker process is ready unless ``wait`` is false."""
+    head = list(command) or [str(VENV_BIN / "dramatiq")]
+    argv = [*head, "coinex_chatbot.tasks", "--processes", "1", "--threads", str(threads)]
+    worker = spawn(name, [*argv, "--worker-shutdown-timeout", "5000"], env, logdir)
+    if wait:
+        wait_for(lambda: worker_ready(worker), 60, f"{name} to boot")
     return worker
+
+
+def worker_ready(worker: Process) -> bool:
+    worker.check()
+    return "Worker process is ready" in worker.output()
 
 
 @dataclass
