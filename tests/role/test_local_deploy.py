@@ -117,6 +117,24 @@ def test_first_deploy_answers_a_question(local: LocalDeploy) -> None:
     local.releases_seen.append(local.current())
 
 
+def test_metrics_are_summed_across_workers(local: LocalDeploy) -> None:
+    """Every read of /metrics, whichever of the 4 uWSGI workers serves it, counts the requests of
+    all of them (PROMETHEUS_MULTIPROC_DIR reaches the workers' Python; one connection each)."""
+    url = f"http://127.0.0.1:{local.port}"
+    counts: list[float] = []
+    for _ in range(8):
+        for _ in range(10):
+            assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        text = requests.get(f"{url}/metrics", timeout=5).text
+        counts.append(sum(
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("chatbot_http_requests_total{") and 'endpoint="/healthz"' in line
+        ))  # fmt: skip
+    # each read sees at least every /healthz request made so far, and more each time
+    assert all(count >= 10 * (i + 1) for i, count in enumerate(counts)), counts
+    assert counts == sorted(counts), counts
+
+
 def test_second_run_changes_nothing(local: LocalDeploy) -> None:
     run = local.deploy()
     assert run.rc == 0, run.output[-4000:]
