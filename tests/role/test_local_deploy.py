@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -133,6 +134,23 @@ def test_metrics_are_summed_across_workers(local: LocalDeploy) -> None:
     # each read sees at least every /healthz request made so far, and more each time
     assert all(count >= 10 * (i + 1) for i, count in enumerate(counts)), counts
     assert counts == sorted(counts), counts
+
+
+def test_oversized_body_is_refused_before_it_is_read(local: LocalDeploy) -> None:
+    """A POST declaring a 50 MB body gets the app's 413 JSON at once, its body never sent."""
+    with socket.create_connection(("127.0.0.1", local.port), timeout=5) as sock:
+        start = time.monotonic()
+        sock.sendall(
+            b"POST /api/v1/conversations HTTP/1.1\r\nHost: chatbot\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
+        )
+        reply = b""
+        while b"body_too_large" not in reply and (chunk := sock.recv(4096)):
+            reply += chunk
+        seconds = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"body_too_large" in reply, reply
+    assert seconds < 2, seconds
 
 
 def test_second_run_changes_nothing(local: LocalDeploy) -> None:
