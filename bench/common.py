@@ -40,6 +40,7 @@ BENCH, ROLE, DOC = (
     ROOT / "docs" / "benchmarks.md",
 )
 VENV_BIN, WRK = ROOT / ".venv" / "bin", "/usr/bin/wrk"
+SECRET_KEY = "bench"  # the app's SECRET_KEY: it signs the conversations' tokens
 APP = "coinex_chatbot.wsgi:application"
 # what the requests ask: both languages, mostly on-topic, a few off-topic (these get escalated)
 QUESTIONS = (BENCH / "questions.txt").read_text().splitlines()
@@ -223,7 +224,7 @@ def app_env(redis_url: str, prom_dir: Path) -> dict[str, str]:
     prom_dir.mkdir(parents=True, exist_ok=True)
     return {
         "REDIS_URL": redis_url,
-        "SECRET_KEY": "bench",
+        "SECRET_KEY": SECRET_KEY,
         "CHATBOT_ENV": "production",
         "CHATBOT_RATE_LIMIT_CONVERSATION": "0",
         "CHATBOT_RATE_LIMIT_IP": "0",
@@ -247,10 +248,14 @@ def broker_backlog(client: Any) -> tuple[int, int]:
 
 
 def lua_data(path: Path, conversation_ids: list[str]) -> Path:
-    """The Lua tables the wrk scripts (bench/wrk/*.lua) load: conversation ids, JSON bodies."""
+    """The Lua tables the wrk scripts (bench/wrk/*.lua) load: conversation ids, the
+    Authorization header of each (same index), JSON bodies."""
+    from coinex_chatbot.web import conversation_token
+
     ids = ", ".join(f'"{c}"' for c in conversation_ids)
+    auths = ", ".join(f'"Bearer {conversation_token(SECRET_KEY, c)}"' for c in conversation_ids)
     bodies = ", ".join(f"[==[{json.dumps({'text': q})}]==]" for q in QUESTIONS)
-    path.write_text(f"return {{ids = {{{ids}}}, bodies = {{{bodies}}}}}\n")
+    path.write_text(f"return {{ids = {{{ids}}}, auths = {{{auths}}}, bodies = {{{bodies}}}}}\n")
     return path
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ import requests
 
 VENV_BIN = Path(sys.executable).parent
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+CONVERSATION_PATH = re.compile(r"/api/v1/conversations/([^/?]+)/")
 
 
 def free_port() -> int:
@@ -196,11 +198,26 @@ class Stack:
     logdir: Path
     processes: dict[str, Process] = field(default_factory=dict)
 
+    # conversation id -> its bearer token, from the create responses this stack has seen
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def _call(self, method: str, path: str, **kw) -> requests.Response:
+        """A request; a conversation's calls carry its token, as the chat page sends it."""
+        match = CONVERSATION_PATH.match(path)
+        if match and match.group(1) in self.tokens:
+            auth = {"Authorization": f"Bearer {self.tokens[match.group(1)]}"}
+            kw["headers"] = {**auth, **kw.get("headers", {})}
+        reply = requests.request(method, self.base_url + path, timeout=10, **kw)
+        if path == "/api/v1/conversations" and reply.status_code == 201:
+            created = reply.json()
+            self.tokens[created["conversation_id"]] = created["token"]
+        return reply
+
     def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.base_url + path, timeout=10, **kw)
+        return self._call("GET", path, **kw)
 
     def post(self, path: str, **kw) -> requests.Response:
-        return requests.post(self.base_url + path, timeout=10, **kw)
+        return self._call("POST", path, **kw)
 
     def ask(self, text: str, timeout: float = 20, lang: str | None = None) -> dict:
         """Post a question in a new conversation and poll until a worker has completed it."""

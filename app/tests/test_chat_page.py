@@ -31,6 +31,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ANSWER_TIMEOUT_MS = 20_000
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportCspViolation(`${event.violatedDirective} blocked ${event.blockedURI || "inline"}`);
+});
+"""
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -42,9 +47,15 @@ class ChatPage:
     base_url: str
     console_errors: list[str] = field(default_factory=list)
     api_posts: list[tuple[str, Any]] = field(default_factory=list)
+    # every call to a conversation's URL: (method, url, its Authorization header or None)
+    conversation_calls: list[tuple[str, str, str | None]] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
 
     def open(self, query: str = "") -> None:
-        self.page.goto(self.base_url + "/" + query)
+        response = self.page.goto(self.base_url + "/" + query)
+        assert response is not None
+        csp = response.headers.get("content-security-policy", "")
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, response.headers
         expect(self.page.locator("body.ready")).to_have_count(1)
 
     def type_question(self, text: str) -> None:
@@ -55,6 +66,9 @@ class ChatPage:
 
     def assert_no_console_errors(self) -> None:
         assert self.console_errors == [], f"browser console errors: {self.console_errors}"
+        assert self.csp_violations == [], (
+            f"Content-Security-Policy violations: {self.csp_violations}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +101,13 @@ def chat(browser: Browser, live_stack) -> Iterator[ChatPage]:
     def on_request(request: Request) -> None:
         if request.method == "POST" and "/api/v1/" in request.url:
             chat.api_posts.append((request.url, json.loads(request.post_data or "null")))
+        if "/api/v1/conversations/" in request.url:
+            auth = request.headers.get("authorization")
+            chat.conversation_calls.append((request.method, request.url, auth))
 
+    # every violation of the page's Content-Security-Policy is reported here, across reloads
+    page.expose_function("reportCspViolation", lambda text: chat.csp_violations.append(text))
+    page.add_init_script(CSP_LISTENER)
     page.on("console", on_console)
     page.on("pageerror", lambda exc: chat.console_errors.append(f"uncaught: {exc}"))
     page.on("request", on_request)
@@ -227,3 +247,51 @@ def test_input_rules_escaping_and_no_console_errors(chat: ChatPage) -> None:
     assert page.locator("#messages img[src=x], #messages b").count() == 0
     assert page.evaluate("window.__xss") is None
     chat.assert_no_console_errors()
+
+
+def test_the_conversation_token_is_kept_and_sent(chat: ChatPage) -> None:
+    page = chat.page
+    created: list[dict[str, str]] = []
+    page.on(
+        "response",
+        lambda r: (
+            created.append(r.json())
+            if r.request.method == "POST" and r.url.endswith("/api/v1/conversations")
+            else None
+        ),
+    )
+    chat.open()
+    chat.type_question("How do I create an API key?")
+    page.locator("#chat-input").press("Enter")
+    expect(chat.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+    assert len(created) == 1, created
+    cid, token = created[0]["conversation_id"], created[0]["token"]
+    stored = page.evaluate("() => Object.assign({}, window.sessionStorage)")
+    assert cid in stored.values() and token in stored.values(), stored
+
+    page.reload()  # the restored conversation is read with its token
+    expect(page.locator("#messages .message.user")).to_have_count(1)
+    methods = {method for method, _, _ in chat.conversation_calls}
+    assert methods == {"GET", "POST"}, chat.conversation_calls
+    for method, url, auth in chat.conversation_calls:
+        assert f"/api/v1/conversations/{cid}/" in url
+        assert auth == f"Bearer {token}", (method, url, auth)
+    chat.assert_no_console_errors()
+
+
+def test_the_policy_is_enforced_and_violations_would_be_seen(chat: ChatPage) -> None:
+    """The listener works: an inline script is blocked by the policy, and the test sees it."""
+    chat.open()
+    chat.page.evaluate(
+        """() => {
+          const s = document.createElement("script");
+          s.textContent = "window.__inline = 1";
+          document.body.appendChild(s);
+        }"""
+    )
+    for _ in range(50):  # the report arrives asynchronously
+        if chat.csp_violations:
+            break
+        chat.page.wait_for_timeout(100)
+    assert chat.page.evaluate("window.__inline") is None
+    assert [v for v in chat.csp_violations if v.startswith("script-src")], chat.csp_violations

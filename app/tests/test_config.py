@@ -41,6 +41,7 @@ def test_debug_runs_without_secret_key():
         ("REDIS_URL", "http://localhost:6379"),
         ("CHATBOT_LOG_LEVEL", "LOUD"),
         ("CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS", "10"),
+        ("CHATBOT_ESCALATION_MAXLEN", "99"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_variable(name, value):
@@ -55,13 +56,16 @@ def test_values_are_read():
             "REDIS_URL": "redis://:pw@10.0.0.5:6380/2",
             "CHATBOT_CONFIDENCE_THRESHOLD": "0.5",
             "CHATBOT_RATE_LIMIT_IP": "7",
+            "CHATBOT_ESCALATION_MAXLEN": "5000",
         }
     )
-    assert (s.redis_url, s.confidence_threshold, s.rate_limit_ip) == (
+    assert (s.redis_url, s.confidence_threshold, s.rate_limit_ip, s.escalation_maxlen) == (
         "redis://:pw@10.0.0.5:6380/2",
         0.5,
         7,
+        5000,
     )
+    assert load_settings({"SECRET_KEY": "k"}).escalation_maxlen == 100_000
 
 
 def test_integer_ranges_name_every_integer_variable_and_bound_it():
@@ -71,6 +75,7 @@ def test_integer_ranges_name_every_integer_variable_and_bound_it():
         "CHATBOT_RATE_LIMIT_IP": (0, 10_000_000),
         "CHATBOT_TRUSTED_PROXIES": (0, 10),
         "CHATBOT_DATA_TTL_SECONDS": (60, 365 * 24 * 3600),
+        "CHATBOT_ESCALATION_MAXLEN": (100, 10_000_000),
         "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS": (1000, 3_600_000),
         "CHATBOT_BROKER_MAINTENANCE_CHANCE": (0, 1_000_000),
         "CHATBOT_TASK_DELAY_MS": (0, 600_000),
@@ -113,7 +118,7 @@ def test_check_command_validates_an_env_file(tmp_path):
     result = _check("--env-file", str(good))
     assert (result.returncode, result.stdout, result.stderr) == (
         0,
-        "config: ok (14 settings)\n",
+        "config: ok (15 settings)\n",
         "",
     )
     result = _check("--env-file", str(bad))

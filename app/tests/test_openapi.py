@@ -33,3 +33,19 @@ def test_openapi_matches_routes(app_env):
         if method in {"get", "post", "put", "patch", "delete"}
     }
     assert documented == routes
+
+
+def test_the_conversation_token_is_documented():
+    from coinex_chatbot.openapi import openapi_document
+
+    doc = openapi_document()
+    scheme = doc["components"]["securitySchemes"]["conversationToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "token" in doc["components"]["schemas"]["Conversation"]["required"]
+    for operation in doc["paths"]["/api/v1/conversations/{conversation_id}/messages"].values():
+        if isinstance(operation, dict) and "responses" in operation:
+            assert operation["security"] == [{"conversationToken": []}]
+            assert "401" in operation["responses"]
+    for path, item in doc["paths"].items():  # every POST with a body may answer 415
+        if "post" in item:
+            assert "415" in item["post"]["responses"], path

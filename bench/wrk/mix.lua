@@ -10,7 +10,6 @@
 local data, want, want_posts, give_up, counts
 local issued, posted, got, accepted, bad, filler = 0, 0, 0, 0, 0, 0
 local verified = false
-local headers = {["Content-Type"] = "application/json"}
 
 function init(args)
   data = dofile(args[1])
@@ -24,13 +23,15 @@ function request()
     return wrk.format("GET", "/bench-filler-404")
   end
   issued = issued + 1
-  local id = data.ids[(issued % #data.ids) + 1]
+  local i = (issued % #data.ids) + 1
+  local path = "/api/v1/conversations/" .. data.ids[i] .. "/messages"
   if math.floor(issued * want_posts / want) > posted then
     posted = posted + 1
-    return wrk.format("POST", "/api/v1/conversations/" .. id .. "/messages", headers,
+    return wrk.format("POST", path,
+      {["Content-Type"] = "application/json", ["Authorization"] = data.auths[i]},
       data.bodies[(posted % #data.bodies) + 1])
   elseif issued % 2 == 0 then
-    return wrk.format("GET", "/api/v1/conversations/" .. id .. "/messages")
+    return wrk.format("GET", path, {["Authorization"] = data.auths[i]})
   end
   return wrk.format("GET", "/healthz")
 end

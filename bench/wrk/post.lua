@@ -1,6 +1,7 @@
--- wrk script of bench/web.py: POST a question per request, round-robin over many conversations
--- (wrk ... -s post.lua URL -- DATA, DATA: the tables written by bench/common.py lua_data), or
--- wrk's plain GET of URL without DATA. Either way it prints the run's figures as one JSON line.
+-- wrk script of bench/web.py: POST a question per request, round-robin over many conversations,
+-- each with its token (wrk ... -s post.lua URL -- DATA, DATA: the tables written by
+-- bench/common.py lua_data), or wrk's plain GET of URL without DATA. Either way it prints the
+-- run's figures as one JSON line.
 local data, n
 
 function setup(thread)
@@ -18,9 +19,10 @@ end
 
 function request()
   n = n + 1
-  local id = data.ids[(n % #data.ids) + 1]
-  return wrk.format("POST", "/api/v1/conversations/" .. id .. "/messages",
-    {["Content-Type"] = "application/json"}, data.bodies[(n % #data.bodies) + 1])
+  local i = (n % #data.ids) + 1
+  return wrk.format("POST", "/api/v1/conversations/" .. data.ids[i] .. "/messages",
+    {["Content-Type"] = "application/json", ["Authorization"] = data.auths[i]},
+    data.bodies[(n % #data.bodies) + 1])
 end
 
 function done(summary, latency, requests)

@@ -40,6 +40,7 @@ class Settings:
     trusted_proxies: int = _var(0, "CHATBOT_TRUSTED_PROXIES", 0, 10)
     data_ttl_seconds: int = _var(7 * 24 * 3600, "CHATBOT_DATA_TTL_SECONDS", 60, 365 * 24 * 3600)
     escalation_stream: str = _var("chatbot:escalations", "CHATBOT_ESCALATION_STREAM")
+    escalation_maxlen: int = _var(100_000, "CHATBOT_ESCALATION_MAXLEN", 100, 10_000_000)
     broker_heartbeat_timeout_ms: int = _var(
         60_000, "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS", 1000, 3_600_000
     )

@@ -30,9 +30,17 @@ def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
 _BAD_INPUT = {
     "400": _error("Malformed JSON, invalid UTF-8, or invalid fields"),
     "413": _error(f"Body over {Settings.max_body_bytes // 1024} KiB"),
+    "415": _error("A body that is not application/json"),
     "429": _error("Rate limit reached", retry_after=True),
     "503": _error("Redis unavailable", retry_after=True),
 }
+_UNAUTHORIZED = {
+    "401": {
+        **_error("No token, or not this conversation's token"),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    }
+}
+_TOKEN_REQUIRED = [{"conversationToken": []}]
 _CONVERSATION_PARAM = {
     "name": "conversation_id",
     "in": "path",
@@ -79,6 +87,7 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_CONVERSATION_PARAM],
                 "post": {
                     "operationId": "postMessage",
+                    "security": _TOKEN_REQUIRED,
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -89,14 +98,17 @@ def openapi_document() -> dict[str, Any]:
                     },
                     "responses": {
                         "202": _json("Accepted", "Queued for a worker to answer"),
+                        **_UNAUTHORIZED,
                         "404": _error("Unknown conversation"),
                         **_BAD_INPUT,
                     },
                 },
                 "get": {
                     "operationId": "listMessages",
+                    "security": _TOKEN_REQUIRED,
                     "responses": {
                         "200": _json("MessageList", "The conversation's messages"),
+                        **_UNAUTHORIZED,
                         "404": _error("Unknown conversation"),
                         "503": _error("Redis unavailable", retry_after=True),
                     },
@@ -113,7 +125,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "readyz",
                     "responses": {
                         "200": _json("Status", "Redis reachable and knowledge base loaded"),
-                        "503": _json("Status", "Not ready; reasons says why"),
+                        "503": _json("Status", "Not ready (the log says why)"),
                     },
                 }
             },
@@ -155,6 +167,13 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {
+            "securitySchemes": {
+                "conversationToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The token that createConversation returned with the id",
+                }
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -164,8 +183,11 @@ def openapi_document() -> dict[str, Any]:
                 "NewConversation": {"type": "object", "properties": {"lang": _LANG}},
                 "Conversation": {
                     "type": "object",
-                    "required": ["conversation_id"],
-                    "properties": {"conversation_id": _ID},
+                    "required": ["conversation_id", "token"],
+                    "properties": {
+                        "conversation_id": _ID,
+                        "token": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    },
                 },
                 "NewMessage": {
                     "type": "object",
@@ -220,6 +242,6 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
-            }
+            },
         },
     }

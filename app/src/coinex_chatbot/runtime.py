@@ -50,7 +50,10 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             broker.declare_actor(actor)
     dramatiq.set_broker(broker)
     store = Store(
-        connect(settings.redis_url), settings.data_ttl_seconds, settings.escalation_stream
+        connect(settings.redis_url),
+        settings.data_ttl_seconds,
+        settings.escalation_stream,
+        settings.escalation_maxlen,
     )
     _current = Runtime(settings, store, broker)
     return _current

@@ -15,6 +15,8 @@ from typing import Any
 
 import redis
 
+from .config import Settings
+
 PREFIX = "chatbot"
 MAX_LISTED_MESSAGES = 200
 
@@ -25,8 +27,8 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'answer', ARGV[2], 'articles', ARGV[3],
            'confidence', ARGV[4], 'answered_at', ARGV[5])
 if ARGV[1] == 'escalated' then
-  redis.call('XADD', KEYS[2], '*', 'conversation_id', ARGV[6], 'message_id', ARGV[7],
-             'question', ARGV[8], 'lang', ARGV[9], 'created_at', ARGV[5])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[10], '*', 'conversation_id', ARGV[6],
+             'message_id', ARGV[7], 'question', ARGV[8], 'lang', ARGV[9], 'created_at', ARGV[5])
 end
 return 1
 """
@@ -59,10 +61,17 @@ def connect(url: str) -> redis.Redis:
 
 
 class Store:
-    def __init__(self, client: redis.Redis, ttl_seconds: int, escalation_stream: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        ttl_seconds: int,
+        escalation_stream: str,
+        escalation_maxlen: int = Settings.escalation_maxlen,
+    ) -> None:
         self.r = client
         self.ttl = ttl_seconds
         self.stream = escalation_stream
+        self.escalation_maxlen = escalation_maxlen  # approximate: MAXLEN ~ trims whole nodes
         self._complete = client.register_script(_COMPLETE)
 
     @staticmethod
@@ -154,6 +163,7 @@ class Store:
                 mid,
                 message.get("text", ""),
                 message.get("lang", ""),
+                self.escalation_maxlen,
             ],
         )
         return bool(done)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -19,26 +21,55 @@ from .language import LANGUAGES, detect_language
 from .logs import log_event, setup_logging
 from .openapi import openapi_document
 from .runtime import get_runtime
+from .store import is_valid_id
 
 log = logging.getLogger("coinex_chatbot.web")
 
 REDIS_RETRY_AFTER = 5
+# on every response: the chat page loads only its own files (no inline script or style), no
+# page may frame it, browsers do not guess content types, and no URL leaks out as a referrer
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# the Prometheus `method` label: any other method string counts as "other"
+METRIC_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str, retry_after: int | None = None):
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.status, self.error, self.detail, self.retry_after = status, error, detail, retry_after
+        self.headers = headers or {}
 
 
 def _error_response(
-    status: int, error: str, detail: str, retry_after: int | None = None
+    status: int,
+    error: str,
+    detail: str,
+    retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     response = jsonify(error=error, detail=detail)
     response.status_code = status
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
+    response.headers.update(headers or {})
     return response
+
+
+def conversation_token(secret_key: str, cid: str) -> str:
+    """The bearer token of a conversation: HMAC-SHA256 of its id, keyed with SECRET_KEY."""
+    return hmac.new(secret_key.encode(), cid.encode(), hashlib.sha256).hexdigest()
 
 
 def _json_body(max_bytes: int) -> dict[str, Any]:
@@ -50,6 +81,8 @@ def _json_body(max_bytes: int) -> dict[str, Any]:
         raise ApiError(413, "body_too_large", f"the request body is over {max_bytes} bytes")
     if not raw.strip():
         return {}
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -60,6 +93,16 @@ def _json_body(max_bytes: int) -> dict[str, Any]:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the body is nested too deeply") from None
+    except ValueError:  # an integer over Python's int-string conversion limit
+        raise ApiError(400, "malformed_json", "a number in the body has too many digits") from None
+    try:  # a \ud800-style escape decodes to a lone surrogate, which no UTF-8 text can hold
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            400, "invalid_encoding", "the body has a lone surrogate (\\ud800-\\udfff) in a string"
+        ) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     return body
@@ -92,6 +135,28 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     articles = article_count()  # the corpus is read (and validated) before serving
 
+    def authorize(cid: str) -> None:
+        """The request must carry the conversation's token (``Authorization: Bearer ...``)."""
+        if not is_valid_id(cid):  # no token is valid for it: the id is the problem
+            raise ApiError(404, "unknown_conversation", f"no conversation with id {cid!r}")
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401,
+                "missing_token",
+                "send the conversation's token: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        expected = conversation_token(settings.secret_key, cid)
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), expected.encode()):
+            raise ApiError(
+                401,
+                "invalid_token",
+                "the token is not this conversation's",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
+
     def require_conversation(cid: str) -> None:
         if not store.conversation_exists(cid):
             raise ApiError(404, "unknown_conversation", f"no conversation with id {cid!r}")
@@ -113,15 +178,18 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.after_request
     def _log_request(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        # the route, never the path: paths hold conversation ids
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        method = request.method if request.method in METRIC_METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
         metrics.HTTP_LATENCY.labels(endpoint).observe(elapsed)
         log_event(
             log,
             "request",
-            method=request.method,
-            path=request.path,
+            method=method,
+            route=endpoint,
             status=response.status_code,
             latency_ms=round(elapsed * 1000, 2),
             remote=request.remote_addr,
@@ -130,7 +198,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return _error_response(exc.status, exc.error, exc.detail, exc.retry_after)
+        return _error_response(exc.status, exc.error, exc.detail, exc.retry_after, exc.headers)
 
     @app.errorhandler(redis.RedisError)
     def _redis_down(exc: redis.RedisError) -> Response:
@@ -169,10 +237,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         lang = _lang(body)
         rate_limit([(f"ip:{request.remote_addr}", settings.rate_limit_ip)])
         cid = store.create_conversation(lang)
-        return jsonify(conversation_id=cid), 201
+        return jsonify(conversation_id=cid, token=conversation_token(settings.secret_key, cid)), 201
 
     @app.post("/api/v1/conversations/<cid>/messages")
     def post_message(cid: str) -> tuple[Response, int]:
+        authorize(cid)
         body = _json_body(settings.max_body_bytes)
         text = body.get("text")
         if text is None:
@@ -208,6 +277,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/api/v1/conversations/<cid>/messages")
     def list_messages(cid: str) -> Response:
+        authorize(cid)
         require_conversation(cid)
         return jsonify(conversation_id=cid, messages=store.list_messages(cid))
 
@@ -224,8 +294,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             problems.append(f"redis unreachable: {exc}")
         if articles == 0:
             problems.append("knowledge base is empty")
-        if problems:
-            response = jsonify(status="unavailable", reasons=problems)
+        if problems:  # the detail names Redis's host and port: for the log only
+            log.warning("not ready: %s", "; ".join(problems))
+            response = jsonify(status="not ready")
             response.status_code = 503
             response.headers["Retry-After"] = str(REDIS_RETRY_AFTER)
             return response

@@ -45,14 +45,24 @@ class Client:
     failure_seconds: Counter[int] = field(default_factory=Counter)
     # conversation id -> message ids posted in it, in order
     posted: dict[str, list[str]] = field(default_factory=dict)
+    # conversation id -> its token (sent as Authorization: Bearer on the conversation's calls)
+    tokens: dict[str, str] = field(default_factory=dict)
     escalation_ids: list[str] = field(default_factory=list)
     conn: http.client.HTTPConnection | None = None
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        token: str | None = None,
+    ) -> Any:
         """One request; returns the decoded JSON body, or None (counted as a failure)."""
         self.requests += 1
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         try:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(*self.base, timeout=30)
@@ -92,20 +102,22 @@ def run_client(client: Client, args: argparse.Namespace, stop: threading.Event, 
                 continue
             conversation = created["conversation_id"]
             client.posted[conversation] = []
+            client.tokens[conversation] = created["token"]
+        token = client.tokens[conversation]
         sent += 1
         if sent % args.post_every == 0:
             count = sum(len(ids) for ids in client.posted.values())
             escalate = (count + index) % args.escalate_every == 0
             text = GIBBERISH if escalate else QUESTIONS[(count + index) % len(QUESTIONS)]
             accepted = client.call(
-                "POST", f"/api/v1/conversations/{conversation}/messages", {"text": text}
+                "POST", f"/api/v1/conversations/{conversation}/messages", {"text": text}, token
             )
             if accepted is not None:
                 client.posted[conversation].append(accepted["message_id"])
                 if escalate:
                     client.escalation_ids.append(accepted["message_id"])
         elif sent % 2:
-            client.call("GET", f"/api/v1/conversations/{conversation}/messages")
+            client.call("GET", f"/api/v1/conversations/{conversation}/messages", token=token)
         else:
             client.call("GET", "/readyz")
     client.close()
@@ -116,9 +128,10 @@ def settle(clients: list[Client], deadline: float) -> dict[str, list[dict[str, A
     checker = Client(clients[0].base)
     listings: dict[str, list[dict[str, Any]]] = {}
     pending = {cid: ids for c in clients for cid, ids in c.posted.items() if ids}
+    tokens = {cid: token for c in clients for cid, token in c.tokens.items()}
     while pending and time.monotonic() < deadline:
         for cid in list(pending):
-            listed = checker.call("GET", f"/api/v1/conversations/{cid}/messages")
+            listed = checker.call("GET", f"/api/v1/conversations/{cid}/messages", None, tokens[cid])
             if listed is None:
                 continue
             listings[cid] = listed["messages"]

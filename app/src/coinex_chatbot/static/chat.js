@@ -2,8 +2,10 @@
  *
  * Talks to the v1 API (docs/architecture.md): creates a conversation on the
  * first message, posts questions (202 + message_id), then polls the message
- * list until each question is "answered" or "escalated". Every piece of user
- * or server text is inserted with textContent, never as HTML.
+ * list until each question is "answered" or "escalated". The conversation's
+ * token (from the create response) goes with each of its requests as
+ * "Authorization: Bearer"; it is kept in sessionStorage next to the id. Every
+ * piece of user or server text is inserted with textContent, never as HTML.
  */
 (function () {
   "use strict";
@@ -82,6 +84,7 @@
   };
 
   var STORAGE_CONVERSATION = "coinex-chat:conversation_id";
+  var STORAGE_TOKEN = "coinex-chat:conversation_token";
   var STORAGE_LANG = "coinex-chat:lang";
   var POLL_INITIAL_MS = 700;
   var POLL_FAST_PERIOD_MS = 10000;
@@ -108,6 +111,7 @@
   var state = {
     lang: "en",
     conversationId: null,
+    token: null,        // the conversation's bearer token
     exchanges: {},      // message_id -> {el, msg, watchStart, timedOut}
     order: [],          // message ids in display order
     notices: [],        // {el, key, vars, detail}
@@ -207,8 +211,9 @@
   }
 
   /** fetch JSON; resolves to {ok, status, data, retryAfter} or {ok:false, network:true}. */
-  function api(method, path, payload) {
+  function api(method, path, payload, token) {
     var options = { method: method, headers: { "Accept": "application/json" }, cache: "no-store" };
+    if (token) { options.headers["Authorization"] = "Bearer " + token; }
     if (payload !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(payload);
@@ -231,16 +236,24 @@
 
   function createConversation() {
     return api("POST", "/conversations", { lang: state.lang }).then(function (res) {
-      if (res.ok && res.data && res.data.conversation_id) {
-        setConversation(res.data.conversation_id);
+      if (res.ok && res.data && res.data.conversation_id && res.data.token) {
+        setConversation(res.data.conversation_id, res.data.token);
       }
       return res;
     });
   }
 
-  function setConversation(id) {
+  function setConversation(id, token) {
     state.conversationId = id;
+    state.token = id ? token : null;
     storageSet(window.sessionStorage, STORAGE_CONVERSATION, id);
+    storageSet(window.sessionStorage, STORAGE_TOKEN, state.token);
+  }
+
+  /** GET or POST the conversation's messages, with its token. */
+  function messagesApi(method, payload) {
+    return api(method, "/conversations/" + encodeURIComponent(state.conversationId) + "/messages",
+      payload, state.token);
   }
 
   // -------------------------------------------------------------- rendering
@@ -496,12 +509,11 @@
   }
 
   function postMessage(exchange, allowRecreate) {
-    return api("POST", "/conversations/" + encodeURIComponent(state.conversationId) + "/messages",
-      { text: exchange.text, lang: state.lang }).then(function (res) {
-      if (res.status === 404 && allowRecreate) {
-        // The stored conversation expired (TTL) or is unknown: start a new one once.
+    return messagesApi("POST", { text: exchange.text, lang: state.lang }).then(function (res) {
+      if ((res.status === 404 || res.status === 401) && allowRecreate) {
+        // The stored conversation expired (TTL), is unknown or its token no longer valid
+        // (a new server secret): start a new one once.
         setConversation(null);
-        state.conversationId = null;
         return createConversation().then(function (created) {
           if (!created.ok) { return created; }
           showNotice("conversationExpired", { kind: "info" });
@@ -619,7 +631,7 @@
     state.pollTimer = null;
     if (!state.conversationId) { return; }
     var generation = state.pollGeneration;
-    api("GET", "/conversations/" + encodeURIComponent(state.conversationId) + "/messages")
+    messagesApi("GET")
       .then(function (res) {
         if (generation !== state.pollGeneration) { return; }
         if (res.ok && res.data && Array.isArray(res.data.messages)) {
@@ -642,17 +654,18 @@
 
   function restoreConversation() {
     var id = storageGet(window.sessionStorage, STORAGE_CONVERSATION);
-    if (!id) { return; }
+    var token = storageGet(window.sessionStorage, STORAGE_TOKEN);
+    if (!id || !token) { setConversation(null); return; }
     state.conversationId = id;
-    api("GET", "/conversations/" + encodeURIComponent(id) + "/messages").then(function (res) {
+    state.token = token;
+    messagesApi("GET").then(function (res) {
       if (res.ok && res.data && Array.isArray(res.data.messages)) {
         if (res.data.messages.length) { els.welcome.classList.add("compact"); }
         applyServerMessages(res.data.messages);
         scrollToBottom();
         if (hasWatchedPending()) { schedulePoll(true); }
-      } else if (res.status === 404) {
+      } else if (res.status === 404 || res.status === 401) {
         setConversation(null);
-        state.conversationId = null;
       }
     });
   }
@@ -661,7 +674,6 @@
     state.pollGeneration += 1;
     if (state.pollTimer) { window.clearTimeout(state.pollTimer); state.pollTimer = null; }
     setConversation(null);
-    state.conversationId = null;
     clearConversationView();
     els.welcome.classList.remove("compact");
     els.input.value = "";

@@ -1,0 +1,57 @@
+"""The Redis data model against a real redis-server: what it keeps is bounded."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from coinex_chatbot.config import Settings
+from coinex_chatbot.store import Store
+
+pytestmark = pytest.mark.usefixtures("app_env")
+TTL = 3600
+
+
+def escalate(store: Store, cid: str, text: str) -> str:
+    mid = store.add_message(cid, text, "en")
+    message = {"conversation_id": cid, "text": text, "lang": "en"}
+    assert store.complete(mid, message, "escalated", "a human will reply", [], 0.1)
+    return mid
+
+
+def test_the_escalation_stream_is_capped(redis_client):
+    stream = f"test:escalations:{uuid.uuid4().hex}"
+    store = Store(redis_client, TTL, stream, escalation_maxlen=100)
+    cid = store.create_conversation("en")
+    mids = [escalate(store, cid, f"question {i}") for i in range(1000)]
+    length = redis_client.xlen(stream)
+    # MAXLEN ~ trims whole stream nodes (100 entries each by default): approximately 100
+    assert 100 <= length <= 200, length
+    newest = [fields["message_id"] for _, fields in redis_client.xrevrange(stream, count=100)]
+    assert newest == mids[::-1][:100]  # the oldest tickets went first
+    redis_client.delete(stream)
+
+
+def test_the_cap_defaults_to_the_settings_default(redis_client):
+    assert Settings.escalation_maxlen == 100_000
+    assert Store(redis_client, TTL, "unused").escalation_maxlen == Settings.escalation_maxlen
+
+
+def test_everything_a_conversation_stores_expires(redis_client):
+    store = Store(redis_client, TTL, f"test:escalations:{uuid.uuid4().hex}")
+    cid = store.create_conversation(None)
+    answered = store.add_message(cid, "How do I deposit?", "en")
+    message = {"conversation_id": cid, "text": "How do I deposit?", "lang": "en"}
+    assert store.complete(answered, message, "answered", "Like this.", [], 0.9)
+    escalated = escalate(store, cid, "pizza?")
+    pending = store.add_message(cid, "still waiting", "en")
+    keys = {
+        key
+        for needle in (cid, answered, escalated, pending)
+        for key in redis_client.scan_iter(f"*{needle}*")
+    }
+    assert len(keys) >= 5, keys  # the conversation, its list and three messages
+    ttls = {key: redis_client.ttl(key) for key in keys}
+    assert all(0 < ttl <= TTL for ttl in ttls.values()), ttls
+    redis_client.delete(store.stream)
