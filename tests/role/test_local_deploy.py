@@ -66,11 +66,16 @@ class LocalDeploy:
         conv = requests.post(url, json={"lang": "en"}, timeout=10)
         assert conv.status_code == 201, conv.text
         cid = conv.json()["conversation_id"]
-        posted = requests.post(f"{url}/{cid}/messages", json={"text": question}, timeout=10)
+        auth = {"Authorization": f"Bearer {conv.json()['token']}"}
+        posted = requests.post(
+            f"{url}/{cid}/messages", json={"text": question}, headers=auth, timeout=10
+        )
         assert posted.status_code == 202, posted.text
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            messages = requests.get(f"{url}/{cid}/messages", timeout=10).json()["messages"]
+            messages = requests.get(f"{url}/{cid}/messages", headers=auth, timeout=10).json()[
+                "messages"
+            ]
             if messages and messages[-1]["status"] != "pending":
                 return messages[-1]
             time.sleep(0.3)

@@ -182,6 +182,7 @@ APP_INTEGERS = {
     "data_ttl_seconds": "CHATBOT_DATA_TTL_SECONDS",
     "broker_heartbeat_timeout_ms": "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS",
     "broker_maintenance_chance": "CHATBOT_BROKER_MAINTENANCE_CHANCE",
+    "escalation_maxlen": "CHATBOT_ESCALATION_MAXLEN",
 }
 
 

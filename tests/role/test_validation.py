@@ -110,7 +110,6 @@ BAD = [
     # choices
     case("mode=foo", f"{V}mode=foo", names="mode"),
     case("log_level=CRITICAL", f"{V}log_level=CRITICAL", names="log_level"),  # the app rejects it
-    case("uwsgi_log_format=xml", f"{V}uwsgi_log_format=xml", names="uwsgi_log_format"),
     case(
         "health_expected_article=Bad Id",
         f'{{"{V}health_expected_article": "Bad Id"}}',

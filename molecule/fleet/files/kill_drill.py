@@ -27,9 +27,12 @@ from typing import Any
 import redis
 
 
-def http_json(url: str, body: dict[str, Any] | None = None) -> Any:
+def http_json(url: str, body: dict[str, Any] | None = None, token: str = "") -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -87,10 +90,12 @@ def main() -> None:
     if before["statename"] != "RUNNING" or old_pid <= 1:
         raise SystemExit(f"{process} is {before['statename']} (pid {old_pid}), not RUNNING")
 
-    conversation = http_json(f"{app_url}/api/v1/conversations", {"lang": "en"})["conversation_id"]
+    created = http_json(f"{app_url}/api/v1/conversations", {"lang": "en"})
+    conversation = created["conversation_id"]
     message_id = http_json(
         f"{app_url}/api/v1/conversations/{conversation}/messages",
         {"text": "How do I reset my 2FA?"},
+        created["token"],
     )["message_id"]
 
     def held() -> bool:

@@ -12,7 +12,8 @@ own, at the latest at the deadline, naming what is wrong:
   readyz    GET URL/readyz answers 200.
   answer    a new conversation, the question posted, its message answered through the task
             processes: status "answered" (an escalation fails) and ARTICLE the top article
-            (the first id of the message's `articles`, best first).
+            (the first id of the message's `articles`, best first). The conversation's calls
+            carry the token the create response gave (Authorization: Bearer).
 Prints one JSON line {"ok", "check", "detail", "seconds"} and exits 0 when every check passed,
 1 when one failed (`check` names it), 2 on bad usage. Standard library only.
 """
@@ -60,14 +61,16 @@ class Gate:
         """Timeout of one request or command: what is left of the deadline, within 1..most s."""
         return max(1.0, min(most, self.remaining()))
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
+    def request(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None
+    ) -> tuple[int, object]:
         """(status, JSON body or text); status 0 and the error text if nothing answered."""
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(
-            self.args.url.rstrip("/") + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
+            self.args.url.rstrip("/") + path, data=data, method=method, headers=headers
         )
         try:
             with self.opener.open(req, timeout=self.io_timeout(5)) as resp:
@@ -172,10 +175,18 @@ class Gate:
             time.sleep(POLL_S)
 
     # ----- check 3: the question answered with the expected article ---------------------------
-    def call(self, method: str, path: str, body: dict | None, want: int, what: str) -> dict:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        want: int,
+        what: str,
+        token: str | None = None,
+    ) -> dict:
         """One API call, retried until it answers `want` or the deadline passes."""
         while True:
-            status, answer = self.request(method, path, body)
+            status, answer = self.request(method, path, body, token)
             if status == want and isinstance(answer, dict):
                 return answer
             if self.remaining() <= 0:
@@ -197,14 +208,13 @@ class Gate:
     def check_answer(self) -> str:
         base = "/api/v1/conversations"
         conv = self.call("POST", base, {"lang": "en"}, 201, f"POST {base}")
-        cid = conv.get("conversation_id")
+        cid, token = conv.get("conversation_id"), conv.get("token")
         messages_path = f"{base}/{cid}/messages"
-        posted = self.call(
-            "POST", messages_path, {"text": self.args.question}, 202, f"POST {messages_path}"
-        )
+        question = {"text": self.args.question}
+        posted = self.call("POST", messages_path, question, 202, f"POST {messages_path}", token)
         mid = posted.get("message_id")
         while True:
-            status, listing = self.request("GET", messages_path)
+            status, listing = self.request("GET", messages_path, token=token)
             mine = [
                 m
                 for m in (listing.get("messages", []) if isinstance(listing, dict) else [])

@@ -311,6 +311,7 @@ CHECKS: tuple[tuple[str, Check, Any], ...] = (
     (V + "data_ttl_seconds", integer, "CHATBOT_DATA_TTL_SECONDS"),
     (V + "broker_heartbeat_timeout_ms", integer, "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS"),
     (V + "broker_maintenance_chance", integer, "CHATBOT_BROKER_MAINTENANCE_CHANCE"),
+    (V + "escalation_maxlen", integer, "CHATBOT_ESCALATION_MAXLEN"),
     (V + "base_dir", path, None),
     (V + "python", path, None),
     (V + "app_src", app_source, None),
