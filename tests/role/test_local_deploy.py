@@ -207,6 +207,21 @@ def test_broken_release_is_switched_back(local: LocalDeploy) -> None:
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
 
 
+def test_settings_the_app_rejects_change_nothing(local: LocalDeploy) -> None:
+    """The new release's own settings check stops the deploy before any file or process changes
+    (CHATBOT_TASK_DELAY_MS has a range the role's validation does not know: extra_env)."""
+    before = local.current()
+    app_env = (local.base / "shared/config/app.env").read_text()
+    master = local.supervisorctl("pid", SERVER).stdout
+    run = local.deploy("-e", '{"coinex_chatbot_extra_env": {"CHATBOT_TASK_DELAY_MS": "9999999"}}')
+    assert run.rc != 0
+    assert "rejects its settings" in run.output, run.output[-3000:]
+    assert "CHATBOT_TASK_DELAY_MS" in run.output
+    assert (local.base / "shared/config/app.env").read_text() == app_env
+    assert local.current() == before
+    assert local.supervisorctl("pid", SERVER).stdout == master
+
+
 class Load:
     """molecule/fleet/files/loadgen.py against the local deploy: GETs and chat posts on 8
     connections until stopped, then every posted message must be answered or escalated."""
