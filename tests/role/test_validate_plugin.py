@@ -60,6 +60,7 @@ VALID: dict[str, Any] = {
     V + "data_ttl_seconds": 604800,
     V + "broker_heartbeat_timeout_ms": 60000,
     V + "broker_maintenance_chance": 1000,
+    V + "escalation_maxlen": 100000,
     V + "base_dir": "/home/me/coinex_chatbot",
     V + "python": "/usr/bin/python3",
     V + "app_src": str(APP),
