@@ -220,5 +220,6 @@ def test_an_escalated_question_fails_the_gate(healthy: Deploy) -> None:
     check, seconds, detail = gate_failure(run)
     assert check == "question answered with the expected article"
     assert f'asking "{question}" (expected article 2fa-lost-reset)' in detail, detail
-    assert ": escalated, top article none" in detail, detail
+    # escalated whatever articles came closest (the answer may list some at a low confidence)
+    assert ": escalated, top article" in detail, detail
     assert seconds <= TIMEOUT + 2, seconds
