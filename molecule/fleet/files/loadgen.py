@@ -37,7 +37,7 @@ CONVERSATION_MESSAGES = 40  # a new conversation after this many messages (the A
 class Client:
     """One connection's view: requests, failures and the messages it posted."""
 
-    base: tuple[str, int]
+    base: tuple[str, str, int]  # scheme, host, port
     started: float = field(default_factory=time.monotonic)
     requests: int = 0
     failures: Counter[str] = field(default_factory=Counter)
@@ -49,6 +49,12 @@ class Client:
     tokens: dict[str, str] = field(default_factory=dict)
     escalation_ids: list[str] = field(default_factory=list)
     conn: http.client.HTTPConnection | None = None
+
+    def connect(self) -> http.client.HTTPConnection:
+        scheme, host, port = self.base
+        if scheme == "https":  # verified against SSL_CERT_FILE's CA, as OpenSSL reads it
+            return http.client.HTTPSConnection(host, port, timeout=30)
+        return http.client.HTTPConnection(host, port, timeout=30)
 
     def call(
         self,
@@ -65,7 +71,7 @@ class Client:
             headers["Authorization"] = f"Bearer {token}"
         try:
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(*self.base, timeout=30)
+                self.conn = self.connect()
             self.conn.request(method, path, body=payload, headers=headers)
             response = self.conn.getresponse()
             data = response.read()
@@ -157,7 +163,8 @@ def main() -> None:
     args = parser.parse_args()
 
     parts = urlsplit(args.url)
-    base = (parts.hostname or "127.0.0.1", parts.port or 80)
+    scheme = parts.scheme or "http"
+    base = (scheme, parts.hostname or "127.0.0.1", parts.port or (443 if scheme == "https" else 80))
     started = time.monotonic()
     clients = [Client(base, started) for _ in range(args.connections)]
     stop = threading.Event()

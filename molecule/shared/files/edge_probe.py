@@ -11,25 +11,86 @@
                                           question every 2 s. {"probes", "failed", "p50_ms",
                                           "p99_ms", "max_ms", "reconnects", "questions",
                                           "answered"}
+    edge_probe.py URL tls HTTP_URL        URL is https: HTTP_URL (the same balancer's plain HTTP)
+                                          redirects to https; HTTPS answers carry HSTS; TLS 1.3 and
+                                          TLS 1.2 with ECDHE AEAD are served; TLS 1.1, and TLS 1.2
+                                          with RSA key exchange or CBC, are refused by the server.
+                                          {"redirect", "location", "hsts", "accepted", "refused"}
+An https URL is verified against the CA file named by SSL_CERT_FILE (as OpenSSL reads it).
 Standard library only.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
 
 def connect(url: str, timeout: float) -> socket.socket:
     parts = urlsplit(url)
-    return socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    sock = socket.create_connection((parts.hostname, port), timeout=timeout)
+    if not https:
+        return sock
+    return ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+
+
+def handshake(
+    url: str, versions: tuple[ssl.TLSVersion, ssl.TLSVersion], ciphers: str | None
+) -> str:
+    """'ok', or the reason the TLS handshake failed, for a client offering only these."""
+    parts = urlsplit(url)
+    context = ssl.create_default_context()
+    with warnings.catch_warnings():  # TLS 1.1 is deprecated: offering it is the point here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version, context.maximum_version = versions
+    if ciphers:  # security level 0: the client itself would offer what is being tested
+        context.set_ciphers(ciphers + ":@SECLEVEL=0")
+    try:
+        with (
+            socket.create_connection((parts.hostname, parts.port or 443), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname=parts.hostname),
+        ):
+            return "ok"
+    except ssl.SSLError as exc:
+        return exc.reason or str(exc)
+
+
+def tls(url: str, http_url: str) -> dict[str, Any]:
+    plain = urlsplit(http_url)
+    conn = http.client.HTTPConnection(plain.hostname or "127.0.0.1", plain.port or 80, timeout=10)
+    conn.request("GET", "/healthz")
+    redirect = conn.getresponse()
+    conn.close()
+    with urllib.request.urlopen(url + "/healthz", timeout=10) as response:
+        hsts = response.headers.get("Strict-Transport-Security", "")
+    v12, v13, v11 = ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_1
+    offers = {
+        "TLSv1.3": ((v13, v13), None),
+        "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256": ((v12, v12), "ECDHE-RSA-AES128-GCM-SHA256"),
+        "TLSv1.1": ((v11, v11), "ALL"),
+        "TLSv1.2 AES128-GCM-SHA256": ((v12, v12), "AES128-GCM-SHA256"),
+        "TLSv1.2 ECDHE-RSA-AES128-SHA": ((v12, v12), "ECDHE-RSA-AES128-SHA"),
+    }
+    results = {name: handshake(url, *offer) for name, offer in offers.items()}
+    return {
+        "redirect": redirect.status,
+        "location": redirect.headers.get("Location", ""),
+        "hsts": hsts,
+        "accepted": sorted(name for name, result in results.items() if result == "ok"),
+        "refused": {name: result for name, result in results.items() if result != "ok"},
+    }
 
 
 def post_head(url: str) -> str:
@@ -166,6 +227,8 @@ def main(argv: list[str]) -> int:
         result = body_limit(url)
     elif what == "status":
         result = get_status(url, argv[3])
+    elif what == "tls":
+        result = tls(url, argv[3])
     elif what == "slow":
         result = slow(url, int(argv[3]), float(argv[4]))
     else:
