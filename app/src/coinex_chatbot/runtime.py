@@ -1,7 +1,8 @@
 """The process's one runtime: its Settings, and the Store and Dramatiq broker built from them.
 
 The web app and the actors both use ``get_runtime()``: built once, from the settings of the first
-call or else from the environment; a call with other settings replaces it (tests).
+call or else from the environment; a call with other settings replaces it (tests). Both Redis
+clients come from redis_connection.py: REDIS_URL's server, or the primary Sentinel names.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from .config import Settings, load_settings
 from .logs import setup_logging
-from .store import Store, connect
+from .redis_connection import redis_client
+from .store import CLIENT_OPTIONS, Store
 
 log = logging.getLogger("coinex_chatbot.tasks")
 
@@ -50,7 +52,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             broker.declare_actor(actor)
     dramatiq.set_broker(broker)
     store = Store(
-        connect(settings.redis_url),
+        redis_client(settings, **CLIENT_OPTIONS),
         settings.data_ttl_seconds,
         settings.escalation_stream,
         settings.escalation_maxlen,
@@ -119,12 +121,19 @@ class RetryAfterRedisReturns(Middleware):
 
 
 def make_broker(s: Settings) -> RedisBroker:
+    """Dramatiq's broker on the settings' Redis primary (through Sentinel when configured)."""
+    client = redis_client(
+        s,
+        socket_connect_timeout=1.0,
+        # a primary that vanished without closing its connections (host lost) is given up
+        # after this long: Dramatiq's own commands are all short scripts
+        socket_timeout=5.0,
+        health_check_interval=15,
+    )
     broker = RedisBroker(
-        url=s.redis_url,
+        client=client,
         heartbeat_timeout=s.broker_heartbeat_timeout_ms,
         maintenance_chance=s.broker_maintenance_chance,
-        socket_connect_timeout=1.0,
-        health_check_interval=15,
     )
     broker.add_middleware(WarmUp())
     broker.add_middleware(DieWithParent())

@@ -49,15 +49,18 @@ class RateLimitResult:
     scope: str = ""
 
 
+# the store's client fails fast when Redis is down and reconnects by itself when it is back
+CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 1.0,
+    "socket_timeout": 2.0,
+    "health_check_interval": 15,
+}
+
+
 def connect(url: str) -> redis.Redis:
-    """A client that fails fast when Redis is down and reconnects by itself when it is back."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
-        health_check_interval=15,
-    )
+    """The store's client of the one Redis server at ``url``."""
+    return redis.Redis.from_url(url, **CLIENT_OPTIONS)
 
 
 class Store:
