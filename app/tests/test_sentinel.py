@@ -107,6 +107,8 @@ class Cluster:
 
     def stop(self) -> None:
         for process in [*self.sentinels.values(), *self.redis.values()]:
+            if process.alive():  # a replica the test left paused stops at once
+                os.kill(process.proc.pid, signal.SIGCONT)
             process.stop()
 
 
@@ -165,7 +167,8 @@ class Load:
         while not self.stop.is_set():
             key, text = str(uuid.uuid4()), QUESTIONS[(number + sent) % len(QUESTIONS)]
             self.keys[cid].add(key)
-            while True:  # a key sent once is retried until accepted, even after stop
+            give_up = time.monotonic() + 60
+            while time.monotonic() < give_up:  # a key sent is retried until accepted, stop or not
                 reply = self.call(
                     "POST",
                     f"/api/v1/conversations/{cid}/messages",
@@ -206,7 +209,9 @@ def test_losing_the_primary_loses_nothing(cluster: Cluster, app_env, tmp_path: P
         workers = {name: child_pids(pid) for name, pid in pids.items()}
         assert all(workers.values()), workers
         load = Load(stack)
-        threads = [threading.Thread(target=load.poster, args=(n,)) for n in range(POSTERS)]
+        threads = [
+            threading.Thread(target=load.poster, args=(n,), daemon=True) for n in range(POSTERS)
+        ]
         for thread in threads:
             thread.start()
         time.sleep(LOAD_BEFORE_KILL_S)

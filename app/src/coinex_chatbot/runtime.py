@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 import redis
@@ -120,6 +122,31 @@ class RetryAfterRedisReturns(Middleware):
                     time.sleep(1)
 
 
+class FailoverSafeRedisBroker(RedisBroker):
+    """A worker whose consumer restarts (its Redis connection was lost) goes on under a new id.
+
+    Dramatiq keeps each fetched message in a set of its worker's until it is acked, and requeues
+    only a dead worker's set. When the primary is lost with writes no replica had (a fetch's ack,
+    an answer), the promoted replica holds such messages in the set of a worker that is still
+    alive: they would stay pending until that worker restarts. Under a new id the old one stops
+    heartbeating, so after CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS queue maintenance puts its messages
+    back; one already answered is then a duplicate that Store.complete ignores.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.consumed: set[str] = set()  # the queues a consumer was started for
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
+        if queue_name in self.consumed:  # a restart: the consumer thread lost its connection
+            old, self.broker_id = self.broker_id, str(uuid.uuid4())
+            log.warning(
+                "consumer of %s restarted: worker id %s is now %s", queue_name, old, self.broker_id
+            )
+        self.consumed.add(queue_name)
+        return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
+
+
 def make_broker(s: Settings) -> RedisBroker:
     """Dramatiq's broker on the settings' Redis primary (through Sentinel when configured)."""
     client = redis_client(
@@ -130,7 +157,7 @@ def make_broker(s: Settings) -> RedisBroker:
         socket_timeout=5.0,
         health_check_interval=15,
     )
-    broker = RedisBroker(
+    broker = FailoverSafeRedisBroker(
         client=client,
         heartbeat_timeout=s.broker_heartbeat_timeout_ms,
         maintenance_chance=s.broker_maintenance_chance,
