@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -368,3 +369,47 @@ def test_a_redis_outage_shows_retrying_and_the_answer_arrives_after(outage) -> N
     assert stored == ["How do I create an API key?", question], stored
     # the console reports the 503 answers, nothing else
     assert all("503" in error for error in chat.console_errors), chat.console_errors
+
+
+def test_a_request_without_an_answer_is_sent_again_with_its_key(outage) -> None:
+    """uWSGI frozen (SIGSTOP): the post times out in the page after 10 s and is sent again with the
+    same key; once uWSGI runs again it handles the abandoned post and the retry: one message."""
+    chat, redis_server, stack = outage
+    page = chat.page
+    chat.open()
+    chat.type_question("How do I create an API key?")
+    page.locator("#chat-input").press("Enter")
+    expect(chat.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+
+    uwsgi = stack.processes["uwsgi"].proc.pid
+    os.killpg(uwsgi, signal.SIGSTOP)
+    try:
+        question = "How do I withdraw USDT?"
+        chat.type_question(question)
+        page.locator("#chat-input").press("Enter")
+        notice = page.locator("[data-testid=notice]")
+        expect(notice).to_have_text(
+            "The support service is temporarily unavailable, retrying…", timeout=15_000
+        )
+    finally:
+        os.killpg(uwsgi, signal.SIGCONT)
+    answer = chat.bot_replies().nth(1)
+    expect(answer).to_be_visible(timeout=30_000)
+    expect(notice).to_have_count(0)
+
+    keys = [key for text, key in chat.message_posts if text == question]
+    assert len(keys) >= 2 and len(set(keys)) == 1, chat.message_posts
+    posts = [
+        line
+        for line in stack.processes["uwsgi"].output().splitlines()
+        if '"request"' in line
+        and '"POST"' in line
+        and "/messages" in line
+        and '"status": 202' in line
+    ]
+    assert len(posts) >= 3, posts  # the first question, the abandoned post and its retry
+    cid = chat.conversation_calls[0][1].split("/conversations/")[1].split("/")[0]
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    mids = store.lrange(f"chatbot:conv:{cid}:messages", 0, -1)
+    texts = [store.hget(f"chatbot:msg:{mid}", "text") for mid in mids]
+    assert texts == ["How do I create an API key?", question], texts
