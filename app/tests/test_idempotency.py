@@ -146,3 +146,32 @@ def test_a_key_of_128_printable_characters_is_accepted(live_stack: Stack) -> Non
     first, again = post(live_stack, cid, key), post(live_stack, cid, key)
     assert first.status_code == again.status_code == 202, first.text
     assert first.json()["message_id"] == again.json()["message_id"]
+
+
+def test_without_a_replica_a_post_is_503_and_its_retry_stores_nothing_new(
+    app_env: dict[str, str], redis_client
+) -> None:
+    """CHATBOT_REDIS_WAIT_REPLICAS=1 on a Redis with no replica: WAIT 1 times out, so no 202."""
+    from coinex_chatbot.config import load_settings
+    from coinex_chatbot.runtime import get_runtime
+    from coinex_chatbot.web import conversation_token, create_app
+
+    waiting = {**app_env, "CHATBOT_REDIS_WAIT_REPLICAS": "1", "CHATBOT_REDIS_WAIT_TIMEOUT_MS": "50"}
+    try:
+        app = create_app(load_settings(waiting))
+        client = app.test_client()
+        cid = client.post("/api/v1/conversations", json={}).get_json()["conversation_id"]
+        headers = {
+            "Authorization": f"Bearer {conversation_token(app_env['SECRET_KEY'], cid)}",
+            "Idempotency-Key": "one-message",
+        }
+        path = f"/api/v1/conversations/{cid}/messages"
+        for _ in range(2):
+            reply = client.post(path, json={"text": QUESTION}, headers=headers)
+            assert reply.status_code == 503, reply.get_data(as_text=True)
+            assert reply.get_json()["error"] == "not_replicated"
+            assert int(reply.headers["Retry-After"]) > 0
+        # stored (and queued) once: a retry that finds a replica gets this message's id
+        assert len(redis_client.lrange(f"chatbot:conv:{cid}:messages", 0, -1)) == 1
+    finally:
+        get_runtime(load_settings(app_env))  # the session's runtime again
