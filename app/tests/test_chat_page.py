@@ -12,13 +12,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+
+from services import RedisServer, Stack, running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -49,6 +54,8 @@ class ChatPage:
     api_posts: list[tuple[str, Any]] = field(default_factory=list)
     # every call to a conversation's URL: (method, url, its Authorization header or None)
     conversation_calls: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # every message post: (its text, its Idempotency-Key header or None)
+    message_posts: list[tuple[str, str | None]] = field(default_factory=list)
     csp_violations: list[str] = field(default_factory=list)
 
     def open(self, query: str = "") -> None:
@@ -89,10 +96,16 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture()
 def chat(browser: Browser, live_stack) -> Iterator[ChatPage]:
+    with chat_page(browser, live_stack.base_url) as chat:
+        yield chat
+
+
+@contextmanager
+def chat_page(browser: Browser, base_url: str) -> Iterator[ChatPage]:
     context = browser.new_context(locale="en-US", viewport={"width": 1100, "height": 820})
     page = context.new_page()
     page.set_default_timeout(10_000)
-    chat = ChatPage(page, live_stack.base_url)
+    chat = ChatPage(page, base_url)
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error":
@@ -104,6 +117,9 @@ def chat(browser: Browser, live_stack) -> Iterator[ChatPage]:
         if "/api/v1/conversations/" in request.url:
             auth = request.headers.get("authorization")
             chat.conversation_calls.append((request.method, request.url, auth))
+            if request.method == "POST":
+                text = json.loads(request.post_data or "null")["text"]
+                chat.message_posts.append((text, request.headers.get("idempotency-key")))
 
     # every violation of the page's Content-Security-Policy is reported here, across reloads
     page.expose_function("reportCspViolation", lambda text: chat.csp_violations.append(text))
@@ -111,8 +127,10 @@ def chat(browser: Browser, live_stack) -> Iterator[ChatPage]:
     page.on("console", on_console)
     page.on("pageerror", lambda exc: chat.console_errors.append(f"uncaught: {exc}"))
     page.on("request", on_request)
-    yield chat
-    context.close()
+    try:
+        yield chat
+    finally:
+        context.close()
 
 
 def test_english_question_gets_an_answer_that_survives_a_reload(chat: ChatPage) -> None:
@@ -295,3 +313,103 @@ def test_the_policy_is_enforced_and_violations_would_be_seen(chat: ChatPage) -> 
         chat.page.wait_for_timeout(100)
     assert chat.page.evaluate("window.__inline") is None
     assert [v for v in chat.csp_violations if v.startswith("script-src")], chat.csp_violations
+
+
+@pytest.fixture()
+def outage(
+    browser: Browser, own_redis_aof: RedisServer, app_env, tmp_path
+) -> Iterator[tuple[ChatPage, RedisServer, Stack]]:
+    """A page on a stack of its own, whose Redis (AOF, as in production) the test may stop."""
+    env = {**app_env, "REDIS_URL": own_redis_aof.url}
+    with running_stack(env, tmp_path) as stack, chat_page(browser, stack.base_url) as chat:
+        yield chat, own_redis_aof, stack
+
+
+def test_a_redis_outage_shows_retrying_and_the_answer_arrives_after(outage) -> None:
+    chat, redis_server, stack = outage
+    page = chat.page
+    chat.open()
+    chat.type_question("How do I create an API key?")
+    page.locator("#chat-input").press("Enter")
+    expect(chat.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+
+    redis_server.stop()
+    # the chat page and /healthz do not need Redis
+    assert stack.get("/healthz").status_code == 200
+    assert stack.get("/").status_code == 200 and "chat.js" in stack.get("/").text
+    question = "How do I withdraw USDT?"
+    chat.type_question(question)
+    page.locator("#chat-input").press("Enter")
+    notice = page.locator("[data-testid=notice]")
+    expect(notice).to_have_text("The support service is temporarily unavailable, retrying…")
+    user = page.locator("#messages .message.user").nth(1)
+    expect(user).to_contain_text("Sending…")  # not "Not sent": the page keeps trying
+    for _ in range(100):  # the page retries (after Retry-After: 5 s) while Redis is down
+        if len([key for text, key in chat.message_posts if text == question]) >= 2:
+            break
+        page.wait_for_timeout(100)
+
+    redis_server.start()
+    answer = chat.bot_replies().nth(1)
+    expect(answer).to_be_visible(timeout=30_000)
+    expect(answer).to_have_class(re.compile(r"\banswered\b"))
+    expect(notice).to_have_count(0)  # the retry notice is gone once the message is sent
+    expect(user).not_to_contain_text("Not sent")
+
+    keys = [key for text, key in chat.message_posts if text == question]
+    assert len(keys) >= 2 and len(set(keys)) == 1 and keys[0], chat.message_posts
+    first = [key for text, key in chat.message_posts if text != question]
+    assert first and first[0] != keys[0], "each typed message has a key of its own"
+    cid = chat.conversation_calls[0][1].split("/conversations/")[1].split("/")[0]
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    stored = [
+        store.hget(f"chatbot:msg:{mid}", "text")
+        for mid in store.lrange(f"chatbot:conv:{cid}:messages", 0, -1)
+    ]
+    assert stored == ["How do I create an API key?", question], stored
+    # the console reports the 503 answers, nothing else
+    assert all("503" in error for error in chat.console_errors), chat.console_errors
+
+
+def test_a_request_without_an_answer_is_sent_again_with_its_key(outage) -> None:
+    """uWSGI frozen (SIGSTOP): the post times out in the page after 10 s and is sent again with the
+    same key; once uWSGI runs again it handles the abandoned post and the retry: one message."""
+    chat, redis_server, stack = outage
+    page = chat.page
+    chat.open()
+    chat.type_question("How do I create an API key?")
+    page.locator("#chat-input").press("Enter")
+    expect(chat.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+
+    uwsgi = stack.processes["uwsgi"].proc.pid
+    os.killpg(uwsgi, signal.SIGSTOP)
+    try:
+        question = "How do I withdraw USDT?"
+        chat.type_question(question)
+        page.locator("#chat-input").press("Enter")
+        notice = page.locator("[data-testid=notice]")
+        expect(notice).to_have_text(
+            "The support service is temporarily unavailable, retrying…", timeout=15_000
+        )
+    finally:
+        os.killpg(uwsgi, signal.SIGCONT)
+    answer = chat.bot_replies().nth(1)
+    expect(answer).to_be_visible(timeout=30_000)
+    expect(notice).to_have_count(0)
+
+    keys = [key for text, key in chat.message_posts if text == question]
+    assert len(keys) >= 2 and len(set(keys)) == 1, chat.message_posts
+    posts = [
+        line
+        for line in stack.processes["uwsgi"].output().splitlines()
+        if '"request"' in line
+        and '"POST"' in line
+        and "/messages" in line
+        and '"status": 202' in line
+    ]
+    assert len(posts) >= 3, posts  # the first question, the abandoned post and its retry
+    cid = chat.conversation_calls[0][1].split("/conversations/")[1].split("/")[0]
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    mids = store.lrange(f"chatbot:conv:{cid}:messages", 0, -1)
+    texts = [store.hget(f"chatbot:msg:{mid}", "text") for mid in mids]
+    assert texts == ["How do I create an API key?", question], texts

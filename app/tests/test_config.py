@@ -42,6 +42,14 @@ def test_debug_runs_without_secret_key():
         ("CHATBOT_LOG_LEVEL", "LOUD"),
         ("CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS", "10"),
         ("CHATBOT_ESCALATION_MAXLEN", "99"),
+        ("CHATBOT_REDIS_SENTINELS", "10.0.0.1"),
+        ("CHATBOT_REDIS_SENTINELS", "10.0.0.1:26379,"),
+        ("CHATBOT_REDIS_SENTINELS", "10.0.0.1:65536"),
+        ("CHATBOT_REDIS_SENTINELS", "::1:26379"),
+        ("CHATBOT_REDIS_MASTER_NAME", "my master"),
+        ("CHATBOT_REDIS_MASTER_NAME", ""),
+        ("CHATBOT_REDIS_WAIT_REPLICAS", "17"),
+        ("CHATBOT_REDIS_WAIT_TIMEOUT_MS", "1501"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_variable(name, value):
@@ -79,6 +87,8 @@ def test_integer_ranges_name_every_integer_variable_and_bound_it():
         "CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS": (1000, 3_600_000),
         "CHATBOT_BROKER_MAINTENANCE_CHANCE": (0, 1_000_000),
         "CHATBOT_TASK_DELAY_MS": (0, 600_000),
+        "CHATBOT_REDIS_WAIT_REPLICAS": (0, 16),
+        "CHATBOT_REDIS_WAIT_TIMEOUT_MS": (10, 1500),
     }
     assert number_ranges() == {"CHATBOT_CONFIDENCE_THRESHOLD": (0.0, 1.0)}
     for name, (low, high) in ranges.items():  # the bounds are accepted, one past them is not
@@ -118,7 +128,7 @@ def test_check_command_validates_an_env_file(tmp_path):
     result = _check("--env-file", str(good))
     assert (result.returncode, result.stdout, result.stderr) == (
         0,
-        "config: ok (15 settings)\n",
+        "config: ok (20 settings)\n",
         "",
     )
     result = _check("--env-file", str(bad))
@@ -134,3 +144,37 @@ def test_check_command_reads_the_environment_without_a_file():
     result = _check(env={"CHATBOT_CONFIDENCE_THRESHOLD": "high", "SECRET_KEY": "x"})
     assert result.returncode == 2
     assert result.stderr == "config: CHATBOT_CONFIDENCE_THRESHOLD must be a number, got 'high'\n"
+
+
+def test_sentinel_settings_are_read():
+    s = load_settings(
+        {
+            "SECRET_KEY": "k",
+            "REDIS_URL": "redis://:pw@ignored:1/2",
+            "CHATBOT_REDIS_SENTINELS": " 10.0.0.1:26379, redis-2:26380,[fd00::3]:26379 ",
+            "CHATBOT_REDIS_MASTER_NAME": "chat.primary-1",
+            "CHATBOT_REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+            "CHATBOT_REDIS_WAIT_REPLICAS": "1",
+        }
+    )
+    assert s.sentinels == [("10.0.0.1", 26379), ("redis-2", 26380), ("fd00::3", 26379)]
+    assert (s.redis_master_name, s.redis_wait_replicas, s.redis_wait_timeout_ms) == (
+        "chat.primary-1",
+        1,
+        1000,
+    )
+    assert "sentinel-secret" not in repr(s) and "'k'" not in repr(s)  # secrets stay out
+    assert load_settings({"SECRET_KEY": "k"}).sentinels == []  # the one server at REDIS_URL
+
+
+def test_sentinels_need_a_tcp_redis_url_and_each_problem_is_one_line():
+    env = {"SECRET_KEY": "k", "REDIS_URL": "unix:///run/redis.sock"}
+    assert check_env({**env, "CHATBOT_REDIS_SENTINELS": "a:26379"}) == [
+        "CHATBOT_REDIS_SENTINELS needs a redis:// or rediss:// REDIS_URL, not unix://"
+    ]
+    result = _check(env={"SECRET_KEY": "k", "CHATBOT_REDIS_SENTINELS": "a:26379,b"})
+    assert (result.returncode, result.stderr) == (
+        2,
+        "config: CHATBOT_REDIS_SENTINELS: expected host:port with a port from 1 to 65535,"
+        " got 'b'\n",
+    )

@@ -3,10 +3,15 @@
 The ``Settings`` fields are the one table: each default, and in its metadata the variable and its
 range or choices. Stdlib only, no package imports: the file can be loaded alone, by path.
 ``python -m coinex_chatbot.config --check [--env-file PATH]`` validates an environment.
+
+Redis: REDIS_URL alone names one server. With CHATBOT_REDIS_SENTINELS (host:port,host:port,...)
+the app asks those Sentinels for the primary of CHATBOT_REDIS_MASTER_NAME instead; REDIS_URL then
+gives only the primary's username, password and database number (its host and port are unused).
 """
 
 import argparse
 import os
+import re
 import shlex
 import sys
 from collections.abc import Mapping
@@ -15,15 +20,36 @@ from typing import Any
 from urllib.parse import urlparse
 
 _YES, _NO = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
+_MASTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 class ConfigError(RuntimeError):
     """A configuration variable is missing or invalid; the message names it."""
 
 
-def _var(default: Any, env: str, *limits: Any) -> Any:
-    """A setting read from ``env``; ``limits``: a number's (min, max), or a string's choices."""
-    return field(default=default, metadata={"env": env, "limits": limits})
+def _var(default: Any, env: str, *limits: Any, secret: bool = False) -> Any:
+    """A setting read from ``env``; ``limits``: a number's (min, max), or a string's choices.
+
+    A secret is left out of the settings' repr.
+    """
+    return field(default=default, repr=not secret, metadata={"env": env, "limits": limits})
+
+
+def sentinel_addresses(raw: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (IPv6 as ``[addr]:port``) as pairs; ValueError says what is wrong."""
+    if not raw.strip():
+        return []
+    addresses = []
+    for item in raw.split(","):
+        host, _, port = item.strip().rpartition(":")
+        ok_port = port.isascii() and port.isdigit() and 1 <= int(port) <= 65535
+        if not _HOST.fullmatch(host) or not ok_port:
+            raise ValueError(
+                f"expected host:port with a port from 1 to 65535, got {item.strip()!r}"
+            )
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
 
 
 @dataclass(frozen=True)
@@ -31,8 +57,15 @@ class Settings:
     # Read in this order; load_settings reports the first problem.
     env: str = _var("production", "CHATBOT_ENV", "production", "local")
     redis_url: str = _var("redis://127.0.0.1:6379/0", "REDIS_URL", "redis", "rediss", "unix")
+    redis_sentinels: str = _var("", "CHATBOT_REDIS_SENTINELS")  # host:port,... ("": no Sentinel)
+    redis_master_name: str = _var("coinex_chatbot", "CHATBOT_REDIS_MASTER_NAME")
+    redis_sentinel_password: str = _var("", "CHATBOT_REDIS_SENTINEL_PASSWORD", secret=True)
+    # a 202 waits until this many replicas have the message (WAIT), else 503; 0: no wait. The
+    # wait stays under the store client's 2 s socket timeout
+    redis_wait_replicas: int = _var(0, "CHATBOT_REDIS_WAIT_REPLICAS", 0, 16)
+    redis_wait_timeout_ms: int = _var(1000, "CHATBOT_REDIS_WAIT_TIMEOUT_MS", 10, 1500)
     debug: bool = _var(False, "CHATBOT_DEBUG")
-    secret_key: str = _var("", "SECRET_KEY")
+    secret_key: str = _var("", "SECRET_KEY", secret=True)
     log_level: str = _var("INFO", "CHATBOT_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR")
     confidence_threshold: float = _var(0.35, "CHATBOT_CONFIDENCE_THRESHOLD", 0.0, 1.0)
     rate_limit_conversation: int = _var(20, "CHATBOT_RATE_LIMIT_CONVERSATION", 0, 1_000_000)
@@ -52,6 +85,11 @@ class Settings:
     @property
     def local(self) -> bool:
         return self.env == "local" or self.debug
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """The Sentinels' addresses; [] when Redis is the one server at REDIS_URL."""
+        return sentinel_addresses(self.redis_sentinels)
 
 
 _FROM_ENV: list[Field[Any]] = [f for f in fields(Settings) if f.metadata]
@@ -98,6 +136,19 @@ def _parse(setting: Field[Any], raw: str | None, parsed: Mapping[str, Any]) -> A
         if urlparse(raw or setting.default).scheme not in limits:
             raise ConfigError(f"{name} must start with {_either([f'{s}://' for s in limits])}")
         return raw or setting.default
+    if name == "CHATBOT_REDIS_SENTINELS":
+        try:
+            sentinel_addresses(raw or "")
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error}") from None
+        if raw and raw.strip() and urlparse(parsed.get("redis_url", "")).scheme == "unix":
+            raise ConfigError(f"{name} needs a redis:// or rediss:// REDIS_URL, not unix://")
+        return (raw or "").strip()
+    if name == "CHATBOT_REDIS_MASTER_NAME":
+        value = setting.default if raw is None else raw
+        if not _MASTER_NAME.fullmatch(value):
+            raise ConfigError(f"{name} must be 1 to 64 of A-Z a-z 0-9 . _ -, got {value!r}")
+        return value
     if not limits:
         return raw or setting.default
     value = setting.default if raw is None else raw

@@ -41,6 +41,17 @@ _UNAUTHORIZED = {
     }
 }
 _TOKEN_REQUIRED = [{"conversationToken": []}]
+_IDEMPOTENCY_PARAM = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: one key per message the user typed (a random UUID, say). "
+    "A later post with the same key in the same conversation, within the conversation's time to "
+    "live, stores and enqueues nothing and answers 202 with the first message's id and current "
+    "status, and the header Idempotent-Replayed: true. Retry with the same key after a 503, a "
+    "timeout or a lost connection.",
+    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,128}$"},
+}
 _CONVERSATION_PARAM = {
     "name": "conversation_id",
     "in": "path",
@@ -88,6 +99,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "postMessage",
                     "security": _TOKEN_REQUIRED,
+                    "parameters": [_IDEMPOTENCY_PARAM],
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -97,10 +109,33 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "202": _json("Accepted", "Queued for a worker to answer"),
+                        "202": {
+                            **_json("Accepted", "Queued for a worker to answer, or a replay"),
+                            "headers": {
+                                "Idempotent-Replayed": {
+                                    "schema": {"const": "true"},
+                                    "description": "Present when the Idempotency-Key named an "
+                                    "earlier message: its id and status are returned",
+                                }
+                            },
+                        },
                         **_UNAUTHORIZED,
                         "404": _error("Unknown conversation"),
                         **_BAD_INPUT,
+                        "400": _error(
+                            "Malformed JSON, invalid UTF-8, invalid fields, or an "
+                            "Idempotency-Key that is not 1 to 128 printable ASCII characters"
+                        ),
+                        "409": _error(
+                            "The first post with this Idempotency-Key is being undone; retry",
+                            retry_after=True,
+                        ),
+                        "422": _error("The Idempotency-Key was used for another text"),
+                        "503": _error(
+                            "Redis unavailable, or the message is not yet on a replica "
+                            "(CHATBOT_REDIS_WAIT_REPLICAS); retry with the same Idempotency-Key",
+                            retry_after=True,
+                        ),
                     },
                 },
                 "get": {
@@ -204,7 +239,10 @@ def openapi_document() -> dict[str, Any]:
                 "Accepted": {
                     "type": "object",
                     "required": ["message_id", "status"],
-                    "properties": {"message_id": _ID, "status": {"const": "pending"}},
+                    "properties": {
+                        "message_id": _ID,
+                        "status": {"enum": ["pending", "answered", "escalated"]},
+                    },
                 },
                 "Message": {
                     "type": "object",

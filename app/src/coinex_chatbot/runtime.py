@@ -1,7 +1,8 @@
 """The process's one runtime: its Settings, and the Store and Dramatiq broker built from them.
 
 The web app and the actors both use ``get_runtime()``: built once, from the settings of the first
-call or else from the environment; a call with other settings replaces it (tests).
+call or else from the environment; a call with other settings replaces it (tests). Both Redis
+clients come from redis_connection.py: REDIS_URL's server, or the primary Sentinel names.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import os
 import signal
 import sys
 import time
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 import redis
@@ -22,7 +25,8 @@ from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from .config import Settings, load_settings
 from .logs import setup_logging
-from .store import Store, connect
+from .redis_connection import redis_client
+from .store import CLIENT_OPTIONS, Store
 
 log = logging.getLogger("coinex_chatbot.tasks")
 
@@ -50,7 +54,7 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
             broker.declare_actor(actor)
     dramatiq.set_broker(broker)
     store = Store(
-        connect(settings.redis_url),
+        redis_client(settings, **CLIENT_OPTIONS),
         settings.data_ttl_seconds,
         settings.escalation_stream,
         settings.escalation_maxlen,
@@ -118,13 +122,45 @@ class RetryAfterRedisReturns(Middleware):
                     time.sleep(1)
 
 
+class FailoverSafeRedisBroker(RedisBroker):
+    """A worker whose consumer restarts (its Redis connection was lost) goes on under a new id.
+
+    Dramatiq keeps each fetched message in a set of its worker's until it is acked, and requeues
+    only a dead worker's set. When the primary is lost with writes no replica had (a fetch's ack,
+    an answer), the promoted replica holds such messages in the set of a worker that is still
+    alive: they would stay pending until that worker restarts. Under a new id the old one stops
+    heartbeating, so after CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS queue maintenance puts its messages
+    back; one already answered is then a duplicate that Store.complete ignores.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.consumed: set[str] = set()  # the queues a consumer was started for
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
+        if queue_name in self.consumed:  # a restart: the consumer thread lost its connection
+            old, self.broker_id = self.broker_id, str(uuid.uuid4())
+            log.warning(
+                "consumer of %s restarted: worker id %s is now %s", queue_name, old, self.broker_id
+            )
+        self.consumed.add(queue_name)
+        return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
+
+
 def make_broker(s: Settings) -> RedisBroker:
-    broker = RedisBroker(
-        url=s.redis_url,
+    """Dramatiq's broker on the settings' Redis primary (through Sentinel when configured)."""
+    client = redis_client(
+        s,
+        socket_connect_timeout=1.0,
+        # a primary that vanished without closing its connections (host lost) is given up
+        # after this long: Dramatiq's own commands are all short scripts
+        socket_timeout=5.0,
+        health_check_interval=15,
+    )
+    broker = FailoverSafeRedisBroker(
+        client=client,
         heartbeat_timeout=s.broker_heartbeat_timeout_ms,
         maintenance_chance=s.broker_maintenance_chance,
-        socket_connect_timeout=1.0,
-        health_check_interval=15,
     )
     broker.add_middleware(WarmUp())
     broker.add_middleware(DieWithParent())

@@ -2,7 +2,9 @@
 
 Keys are listed in docs/architecture.md. Completing a message is one Lua script that acts only
 while the message is still pending, so a redelivered task can neither answer twice nor open a
-second escalation ticket.
+second escalation ticket. Adding a message under an Idempotency-Key is one Lua script too: the
+key is claimed with SET NX and the message stored in the same step, so of any number of posts
+with one key (concurrent or retried) exactly one stores a message.
 """
 
 from __future__ import annotations
@@ -33,6 +35,30 @@ end
 return 1
 """
 
+# KEYS: the idempotency key, the message, the conversation's list, the conversation.
+# ARGV: new message id, conversation id, text, lang, created_at, TTL in seconds.
+# Returns the new id when it stored the message, else the id the key already names.
+_ADD_ONCE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[6]) then
+  return redis.call('GET', KEYS[1])
+end
+redis.call('HSET', KEYS[2], 'conversation_id', ARGV[2], 'text', ARGV[3], 'lang', ARGV[4],
+           'status', 'pending', 'created_at', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
+return ARGV[1]
+"""
+
+# KEYS: the idempotency key. ARGV: the message id. Release the key only if it still names it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -43,21 +69,34 @@ def is_valid_id(value: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Added:
+    """The message a post with an Idempotency-Key names: stored now, or by an earlier post."""
+
+    message_id: str
+    created: bool
+    status: str | None = None  # the earlier message's; None when it is gone (or being undone)
+    text: str | None = None
+
+
+@dataclass(frozen=True)
 class RateLimitResult:
     allowed: bool
     retry_after: int
     scope: str = ""
 
 
+# the store's client fails fast when Redis is down and reconnects by itself when it is back
+CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 1.0,
+    "socket_timeout": 2.0,
+    "health_check_interval": 15,
+}
+
+
 def connect(url: str) -> redis.Redis:
-    """A client that fails fast when Redis is down and reconnects by itself when it is back."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
-        health_check_interval=15,
-    )
+    """The store's client of the one Redis server at ``url``."""
+    return redis.Redis.from_url(url, **CLIENT_OPTIONS)
 
 
 class Store:
@@ -73,6 +112,8 @@ class Store:
         self.stream = escalation_stream
         self.escalation_maxlen = escalation_maxlen  # approximate: MAXLEN ~ trims whole nodes
         self._complete = client.register_script(_COMPLETE)
+        self._add_once = client.register_script(_ADD_ONCE)
+        self._release = client.register_script(_RELEASE)
 
     @staticmethod
     def _conv(cid: str) -> str:
@@ -117,12 +158,48 @@ class Store:
         pipe.execute()
         return mid
 
-    def discard_message(self, cid: str, mid: str) -> None:
-        """Undo add_message when the task could not be enqueued (best effort)."""
+    def _idempotency(self, cid: str, key: str) -> str:
+        return f"{self._conv(cid)}:idem:{key}"
+
+    def add_message_once(self, cid: str, text: str, lang: str, key: str) -> Added:
+        """Store the message unless ``key`` already names one in this conversation (same TTL)."""
+        mid = new_id()
+        keys = [
+            self._idempotency(cid, key),
+            self._msg(mid),
+            f"{self._conv(cid)}:messages",
+            self._conv(cid),
+        ]
+        args = [mid, cid, text, lang, f"{time.time():.3f}", self.ttl]
+        named = self._add_once(keys=keys, args=args)
+        if named == mid:
+            return Added(mid, created=True, status="pending", text=text)
+        status, first_text = self.r.hmget(self._msg(named), ["status", "text"])
+        return Added(named, created=False, status=status, text=first_text)
+
+    def discard_message(self, cid: str, mid: str, key: str | None = None) -> None:
+        """Undo add_message(_once) when the task could not be enqueued (best effort)."""
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(self._msg(mid))
         pipe.lrem(f"{self._conv(cid)}:messages", 0, mid)
         pipe.execute()
+        if key is not None:  # a retry with the key stores the message anew
+            self._release(keys=[self._idempotency(cid, key)], args=[mid])
+
+    def wait_for_replicas(self, mid: str, replicas: int, timeout_ms: int, replay: bool) -> int:
+        """How many replicas have the message (and its task): at most ``replicas``.
+
+        WAIT covers this connection's writes, so a write to the message goes first on the same
+        connection (one pipeline): replication is in order, so the task enqueued before it on
+        the broker's connection is covered too. A replay counts itself on the message.
+        """
+        pipe = self.r.pipeline(transaction=False)
+        if replay:
+            pipe.hincrby(self._msg(mid), "replays", 1)
+        else:
+            pipe.hset(self._msg(mid), "enqueued_at", f"{time.time():.3f}")
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        return int(pipe.execute()[-1])
 
     def get_message(self, mid: str) -> dict[str, str] | None:
         data = self.r.hgetall(self._msg(mid))

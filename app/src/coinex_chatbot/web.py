@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from .store import is_valid_id
 log = logging.getLogger("coinex_chatbot.web")
 
 REDIS_RETRY_AFTER = 5
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
 # on every response: the chat page loads only its own files (no inline script or style), no
 # page may frame it, browsers do not guess content types, and no URL leaks out as a referrer
 SECURITY_HEADERS = {
@@ -106,6 +109,20 @@ def _json_body(max_bytes: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     return body
+
+
+def _idempotency_key() -> str | None:
+    """The request's Idempotency-Key: None without one; printable ASCII, 1 to 128 characters."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"{IDEMPOTENCY_HEADER} must be 1 to 128 printable ASCII characters",
+        )
+    return key
 
 
 def _lang(body: dict[str, Any]) -> str | None:
@@ -240,8 +257,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         return jsonify(conversation_id=cid, token=conversation_token(settings.secret_key, cid)), 201
 
     @app.post("/api/v1/conversations/<cid>/messages")
-    def post_message(cid: str) -> tuple[Response, int]:
+    def post_message(cid: str) -> tuple[Response, int, dict[str, str]]:
         authorize(cid)
+        key = _idempotency_key()
         body = _json_body(settings.max_body_bytes)
         text = body.get("text")
         if text is None:
@@ -263,17 +281,54 @@ def create_app(settings: Settings | None = None) -> Flask:
                 (f"ip:{request.remote_addr}", settings.rate_limit_ip),
             ]
         )
-        mid = store.add_message(cid, text, lang)
+        if key is None:
+            mid, status, replay = store.add_message(cid, text, lang), "pending", False
+        else:
+            added = store.add_message_once(cid, text, lang, key)
+            mid, status, replay = added.message_id, added.status or "pending", not added.created
+            if replay and added.status is None:
+                raise ApiError(
+                    409,
+                    "idempotency_conflict",
+                    "the message first posted with this Idempotency-Key is being undone; retry",
+                    REDIS_RETRY_AFTER,
+                )
+            if replay and added.text != text:
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for another text in this conversation",
+                )
+        if not replay:
+            enqueue(cid, mid, key)
+        if settings.redis_wait_replicas:
+            require_replicas(mid, replay)
+        headers = {"Idempotent-Replayed": "true"} if replay else {}
+        return jsonify(message_id=mid, status=status), 202, headers
+
+    def enqueue(cid: str, mid: str, key: str | None) -> None:
         try:
             answer_message.send(mid)
         except Exception:
             try:
-                store.discard_message(cid, mid)
+                store.discard_message(cid, mid, key)
             except redis.RedisError:
                 log.warning("could not discard message %s after a failed enqueue", mid)
             raise
         metrics.MESSAGES_ENQUEUED.inc()
-        return jsonify(message_id=mid, status="pending"), 202
+
+    def require_replicas(mid: str, replay: bool) -> None:
+        """A 202 means the message and its task survive the primary's loss (WAIT)."""
+        wanted, timeout = settings.redis_wait_replicas, settings.redis_wait_timeout_ms
+        if store.wait_for_replicas(mid, wanted, timeout, replay) < wanted:
+            log.warning("message %s: fewer than %d replicas after %d ms", mid, wanted, timeout)
+            raise ApiError(
+                503,
+                "not_replicated",
+                "the message is stored but not yet on a replica; retry with the same "
+                "Idempotency-Key",
+                REDIS_RETRY_AFTER,
+            )
 
     @app.get("/api/v1/conversations/<cid>/messages")
     def list_messages(cid: str) -> Response:

@@ -6,6 +6,11 @@
  * token (from the create response) goes with each of its requests as
  * "Authorization: Bearer"; it is kept in sessionStorage next to the id. Every
  * piece of user or server text is inserted with textContent, never as HTML.
+ *
+ * Each typed message gets one random Idempotency-Key. When the service is
+ * temporarily unavailable (503, a timeout, no connection) the page says so
+ * ("temporarily unavailable, retrying") and sends the same request again, with
+ * the same key, so a message that did arrive the first time is not stored twice.
  */
 (function () {
   "use strict";
@@ -41,6 +46,7 @@
       errorGeneric: "Sorry, something went wrong.",
       errorRateLimited: "You are sending messages too quickly.",
       errorUnavailable: "The support service is temporarily unavailable.",
+      unavailableRetrying: "The support service is temporarily unavailable, retrying…",
       retryAfter: "Please try again in {s} s.",
       conversationExpired: "Your previous conversation has expired. A new one was started.",
       tooLong: "Your message is longer than {max} characters.",
@@ -76,6 +82,7 @@
       errorGeneric: "抱歉，出现了一点问题。",
       errorRateLimited: "您发送消息的速度过快。",
       errorUnavailable: "客服服务暂时不可用。",
+      unavailableRetrying: "客服服务暂时不可用，正在重试…",
       retryAfter: "请在 {s} 秒后重试。",
       conversationExpired: "之前的对话已过期，已为您开始新的对话。",
       tooLong: "消息长度不能超过 {max} 个字符。",
@@ -91,6 +98,9 @@
   var POLL_MAX_MS = 3000;
   var POLL_ERROR_MAX_MS = 10000;
   var ANSWER_TIMEOUT_MS = 60000;
+  var REQUEST_TIMEOUT_MS = 10000;  // a request without an answer by then is retried
+  var RETRY_MAX_DELAY_MS = 10000;
+  var RETRY_LIMIT_MS = 120000;     // then the message is shown as not sent
 
   var body = document.body;
   var apiBase = body.getAttribute("data-api-base") || "/api/v1";
@@ -210,13 +220,30 @@
     return isNaN(when) ? null : Math.max(1, Math.ceil((when - Date.now()) / 1000));
   }
 
-  /** fetch JSON; resolves to {ok, status, data, retryAfter} or {ok:false, network:true}. */
-  function api(method, path, payload, token) {
+  /** A random key for one typed message (works without a secure context too). */
+  function newIdempotencyKey() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return (b < 16 ? "0" : "") + b.toString(16);
+    }).join("");
+  }
+
+  /** fetch JSON; resolves to {ok, status, data, retryAfter} or {ok:false, network:true}
+   * (no connection, or no answer within REQUEST_TIMEOUT_MS). */
+  function api(method, path, payload, token, headers) {
     var options = { method: method, headers: { "Accept": "application/json" }, cache: "no-store" };
     if (token) { options.headers["Authorization"] = "Bearer " + token; }
+    Object.keys(headers || {}).forEach(function (name) { options.headers[name] = headers[name]; });
     if (payload !== undefined) {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(payload);
+    }
+    var timer = null;
+    if (window.AbortController) {
+      var controller = new AbortController();
+      options.signal = controller.signal;
+      timer = window.setTimeout(function () { controller.abort(); }, REQUEST_TIMEOUT_MS);
     }
     return fetch(apiBase + path, options).then(function (response) {
       return response.text().then(function (raw) {
@@ -229,8 +256,39 @@
           retryAfter: retryAfterSeconds(response)
         };
       });
+    }).then(function (res) {
+      window.clearTimeout(timer);
+      return res;
     }, function () {
+      window.clearTimeout(timer);
       return { ok: false, status: 0, network: true, data: null, retryAfter: null };
+    });
+  }
+
+  /** Worth sending again, unchanged: the service (or its store) is briefly unavailable. */
+  function retryable(res) {
+    return res.network || res.status === 503 || res.status === 502 || res.status === 504 ||
+      res.status === 409;
+  }
+
+  /** attempt() again while its result is retryable, for up to RETRY_LIMIT_MS; while it
+   * retries, the exchange shows "temporarily unavailable, retrying". */
+  function withRetries(attempt, exchange) {
+    var started = Date.now();
+    var failures = 0;
+    function once() {
+      return attempt().then(function (res) {
+        if (!retryable(res) || Date.now() - started > RETRY_LIMIT_MS) { return res; }
+        failures += 1;
+        if (!exchange.retryNotice) { exchange.retryNotice = showNotice("unavailableRetrying"); }
+        var backoff = Math.min(RETRY_MAX_DELAY_MS, 1000 * Math.pow(2, failures - 1));
+        var delay = res.retryAfter ? Math.min(RETRY_MAX_DELAY_MS, res.retryAfter * 1000) : backoff;
+        return new Promise(function (resolve) { window.setTimeout(resolve, delay); }).then(once);
+      });
+    }
+    return once().then(function (res) {
+      if (exchange.retryNotice) { removeNotice(exchange.retryNotice); exchange.retryNotice = null; }
+      return res;
     });
   }
 
@@ -251,9 +309,9 @@
   }
 
   /** GET or POST the conversation's messages, with its token. */
-  function messagesApi(method, payload) {
+  function messagesApi(method, payload, headers) {
     return api(method, "/conversations/" + encodeURIComponent(state.conversationId) + "/messages",
-      payload, state.token);
+      payload, state.token, headers);
   }
 
   // -------------------------------------------------------------- rendering
@@ -412,7 +470,7 @@
 
   function newExchange(text) {
     var exchange = {
-      id: null, text: text, msg: null, failed: false, timedOut: false,
+      id: null, text: text, msg: null, failed: false, timedOut: false, key: null, retryNotice: null,
       createdAt: new Date(), watchStart: Date.now(),
       el: el("div", "exchange")
     };
@@ -451,6 +509,11 @@
     els.messages.appendChild(notice.el);
     scrollToBottom();
     return notice;
+  }
+
+  function removeNotice(notice) {
+    state.notices = state.notices.filter(function (other) { return other !== notice; });
+    if (notice.el.parentNode) { notice.el.parentNode.removeChild(notice.el); }
   }
 
   function errorNotice(res) {
@@ -509,12 +572,15 @@
   }
 
   function postMessage(exchange, allowRecreate) {
-    return messagesApi("POST", { text: exchange.text, lang: state.lang }).then(function (res) {
+    var headers = { "Idempotency-Key": exchange.key };
+    return withRetries(function () {
+      return messagesApi("POST", { text: exchange.text, lang: state.lang }, headers);
+    }, exchange).then(function (res) {
       if ((res.status === 404 || res.status === 401) && allowRecreate) {
         // The stored conversation expired (TTL), is unknown or its token no longer valid
         // (a new server secret): start a new one once.
         setConversation(null);
-        return createConversation().then(function (created) {
+        return withRetries(createConversation, exchange).then(function (created) {
           if (!created.ok) { return created; }
           showNotice("conversationExpired", { kind: "info" });
           return postMessage(exchange, false);
@@ -534,13 +600,14 @@
     state.sending = true;
     els.welcome.classList.add("compact");
     var exchange = newExchange(text);
+    exchange.key = newIdempotencyKey();  // one per typed message: its retries reuse it
     renderExchange(exchange);
     scrollToBottom();
     els.input.value = "";
     autoGrow();
     updateComposer();
 
-    ensureConversation().then(function (created) {
+    withRetries(ensureConversation, exchange).then(function (created) {
       if (!created.ok) { return created; }
       return postMessage(exchange, true);
     }).then(function (res) {

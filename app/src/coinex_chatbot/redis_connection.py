@@ -1,0 +1,46 @@
+"""Redis clients built from the settings: the one server at REDIS_URL, or the primary that the
+Sentinels at CHATBOT_REDIS_SENTINELS name for CHATBOT_REDIS_MASTER_NAME.
+
+A Sentinel-managed client asks the Sentinels for the primary's address on every new connection;
+after a failover its broken connections fail once (ConnectionError: the API answers 503) and the
+next ones reach the promoted replica, with no restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.connection import SSLConnection, parse_url
+from redis.sentinel import Sentinel
+
+from .config import Settings
+
+# a Sentinel that is down or unreachable costs at most this long before the next one is asked
+SENTINEL_SOCKET_TIMEOUT = 1.0
+
+
+def redis_client(settings: Settings, **options: Any) -> redis.Redis:
+    """A client of the settings' Redis primary; ``options``: redis.Redis keyword arguments."""
+    if not settings.sentinels:
+        return redis.Redis.from_url(settings.redis_url, **options)
+    sentinel = Sentinel(
+        settings.sentinels,
+        sentinel_kwargs={
+            "password": settings.redis_sentinel_password or None,
+            "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT,
+            "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+        },
+    )
+    return sentinel.master_for(
+        settings.redis_master_name, **_primary_options(settings.redis_url), **options
+    )
+
+
+def _primary_options(url: str) -> dict[str, Any]:
+    """REDIS_URL's credentials, database and query options; its host and port are Sentinel's."""
+    parsed = parse_url(url)
+    ssl = parsed.pop("connection_class", None) is SSLConnection
+    parsed.pop("host", None)
+    parsed.pop("port", None)
+    return {**parsed, "ssl": True} if ssl else parsed
