@@ -74,6 +74,7 @@ from .language import (
     en_pairs,
     latin_part,
     tokenize,
+    word_pairs,
     wordset,
     zh_latin_pairs,
     zh_tokens,
@@ -347,9 +348,8 @@ class _LanguageIndex:
             units += [(unit, shown, 1.0) for unit, shown in zh_units(text) if _is_unit(unit)]
         else:
             extra = [
-                (f"{a}_{b}", f"{ra}_{rb}", min(wa, wb))
-                for (a, ra, wa), (b, rb, wb) in itertools.pairwise(words)
-                if a != b
+                ("_".join(sorted((words[i][0], words[j][0]))), token, min(words[i][2], words[j][2]))
+                for i, j, token in word_pairs([indexed for _, indexed, _ in words])
             ]
         out: dict[str, tuple[str, str, float]] = {}
         for item in words + extra:

@@ -87,6 +87,8 @@ _EN_PHRASES = (
         r"|\bwhere\s+(?:is|do|can)\b",
         " qhow ",
     ),
+    # "how long does it take": the verb adds nothing to qlong (but "take profit" stays)
+    (r"(\bqlong\b[^.?!]*?)\b(?:take|takes|took|taking)\b(?![- ]?profit)", r"\1"),
     (r"\bwhy\b|\bhow\s+come\b", " qwhy "),
     (r"\be[- ]?mail", "email"),
     (r"\b(?:log|logged|logging|sign|signed|signing)[- ]?(?:in|on)(?:to)?\b", "login"),
@@ -235,8 +237,23 @@ def en_pairs(text: str) -> list[tuple[str, str]]:
 INTENTS = frozenset(("qhow", "qlong", "qwhy"))
 
 
+PAIR_WINDOW = 2  # a word pairs with each of the next this many content words
+
+
+def word_pairs(words: list[str]) -> list[tuple[int, int, str]]:
+    """(i, j, token) for the pairs of content words at most ``PAIR_WINDOW`` apart, the token
+    independent of their order ("cancel a pending withdrawal" and "withdrawal cancel" share
+    cancel_withdraw)."""
+    return [
+        (i, j, "_".join(sorted((words[i], words[j]))))
+        for i in range(len(words))
+        for j in range(i + 1, min(len(words), i + 1 + PAIR_WINDOW))
+        if words[i] != words[j]
+    ]
+
+
 def _bigrams(words: list[str]) -> list[str]:
-    return [f"{a}_{b}" for a, b in itertools.pairwise(words) if a != b]
+    return [token for _, _, token in word_pairs(words)]
 
 
 def latin_part(text: str) -> str:
