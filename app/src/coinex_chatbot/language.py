@@ -105,6 +105,14 @@ _EN_PHRASES = (
         r"deposit\1",
     ),
     (r"\b(?:top|topped|topping)[- ]?up\b", "deposit"),
+    # "fund my account", "add funds", "put my eth into coinex" -> deposit
+    (
+        r"\bfund(?:ing|ed)?\s+(?:my|the|your)\s+(?:coinex\s+)?(?:account|wallet)\b"
+        r"|\b(?:add|adding|added)\s+(?:some\s+|more\s+)?(?:funds?|money|crypto|coins?)\b",
+        "deposit",
+    ),
+    (r"\b(?:put|putting)\b((?:\s+[\w.]+){0,3}?)\s+(?:into|onto)\b", r"deposit\1"),
+    (r"\b(?:sign|signed|signing)[- ]?up\b|\bregistration\b|\bregistering\b", "register"),
     (r"\b(?:show|showed|shows|showing|turn|turned)[- ]up\b", "arrive"),
     (r"\btwo[- ]factor\b|\b2[- ]step\b|\btwo[- ]step\b", "2fa"),
     (r"\bsub[- ]accounts?\b", "subaccount"),
