@@ -1,6 +1,6 @@
 """Languages of the help centre: which ones, CJK ranges, detection and the search tokenisers.
 
-Imports nothing heavy (bm25s' stopword list and the Chinese lexicon are read on first
+Imports nothing heavy (bm25s' stopword list, the Chinese lexicon and jieba are loaded on first
 tokenisation), so the web processes, which only detect the language of a question, stay free of
 the search stack.
 
@@ -13,9 +13,10 @@ Tokens (``tokenize``; the index and the questions are tokenised alike):
   kept as tokens, as they tell sibling articles apart (how to verify / why rejected / how long
   the review takes); plus bigrams of adjacent content words ("limit_order") so phrases outrank
   scattered words.
-* Chinese: segmented into words over a domain lexicon (``zh_words.txt``: the fewest lexicon
-  words that cover a run, by dynamic programming), each word read as its canonical form (提币,
-  转出, 往外转 -> 提现; 币安链 -> bep20; 身份验证器 -> 谷歌验证器; 怎么, 如何 -> qhow);
+* Chinese: segmented into words by jieba (``jieba-py``, its dictionary read from its wheel and
+  cut to its 7,000 most frequent words, plus every word of the domain lexicon ``zh_words.txt``,
+  which outrank them; no guessing of unknown words), each lexicon word read as its canonical
+  form (提币, 转出, 往外转 -> 提现; 币安链 -> bep20; 身份验证器 -> 谷歌验证器; 怎么, 如何 -> qhow);
   function words (的, 了, 吗, 什么, ...) cut the text into stretches; every stretch gives its
   character unigrams and bigrams (so a word missing from the lexicon still matches) and each
   lexicon word of 3+ characters is a token too. Latin words inside Chinese ("2FA", "API",
@@ -293,35 +294,49 @@ def _zh_lexicon() -> tuple[dict[str, str], dict[str, str], int]:
     return words, latin, max(map(len, words))
 
 
-def _segment(run: str, words: dict[str, str], longest: int) -> list[tuple[str, bool]]:
-    """The fewest lexicon words (ties: the longest words) that cover ``run``, as (piece, known);
-    characters no word covers are pieces of their own (known False)."""
-    n = len(run)
-    best: list[tuple[int, int, int]] = [(0, 0, 0)] * (n + 1)  # (pieces, -sum of len^2, length)
-    for i in range(n - 1, -1, -1):
-        options = [(best[i + 1][0] + 1, best[i + 1][1] - 1, 1)]
-        for length in range(2, min(longest, n - i) + 1):
-            if run[i : i + length] in words:
-                after = best[i + length]
-                options.append((after[0] + 1, after[1] - length * length, length))
-        best[i] = min(options)
-    pieces, i = [], 0
-    while i < n:
-        length = best[i][2]
-        pieces.append((run[i : i + length], length > 1 or run[i] in words))
-        i += length
-    return pieces
+JIEBA_MIN_FREQ = 1000  # jieba's words at least this frequent (7k of 350k) join the lexicon's
+LEXICON_FREQ = 100_000  # the lexicon's words outrank jieba's general words
+
+
+@functools.cache
+def _jieba() -> object:
+    """A jieba tokenizer over jieba's own dictionary (read from its wheel), cut to the words of
+    frequency >= ``JIEBA_MIN_FREQ`` to keep a worker's memory small, plus every word of the
+    domain lexicon. Built in memory: no cache file is written."""
+    import io
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    words, _, _ = _zh_lexicon()
+    lines = [f"{word} {LEXICON_FREQ}".encode() for word in words]
+    with resources.files("jieba").joinpath("_data/dict.txt").open("rb") as dictionary:
+        for line in dictionary:
+            word, freq = line.split(b" ", 2)[:2]
+            if int(freq) >= JIEBA_MIN_FREQ and word.decode() not in words:
+                lines.append(word + b" " + freq)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(io.BytesIO(b"\n".join(lines)))
+    tokenizer.initialized = True
+    return tokenizer
+
+
+def _segment(run: str) -> list[str]:
+    """``run`` cut into words by jieba (its dictionary's most frequent words and the lexicon's,
+    no guessing of unknown words); characters no word covers are pieces of their own."""
+    return list(_jieba().cut(run, HMM=False))
 
 
 def _zh_pieces(text: str) -> list[str | list[str]]:
     """The CJK runs of ``text`` as canonical lexicon words (str) and runs of characters that no
     word covers (list of characters); "" where a function word or a non-CJK character was."""
-    words, _, longest = _zh_lexicon()
+    words, _, _ = _zh_lexicon()
     pieces: list[str | list[str]] = []
     loose: list[str] = []
     for run in CJK_RUN_RE.findall(text):
-        for piece, known in _segment(run, words, longest):
-            word = words[piece] if known else piece
+        for piece in _segment(run):
+            word = words.get(piece, piece)
             if len(word) == 1 and piece not in _ZH_STOP_CHARS:
                 loose.append(word)
                 continue
