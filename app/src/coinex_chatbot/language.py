@@ -11,7 +11,8 @@ Tokens (``tokenize``; the index and the questions are tokenised alike):
   ("log in" -> login, "declined" -> reject, "take out" / "send ... out" -> withdraw,
   "BSC" -> bep20); intent markers ("how do I" -> qhow, "how long" -> qlong, "why" -> qwhy)
   kept as tokens, as they tell sibling articles apart (how to verify / why rejected / how long
-  the review takes); plus bigrams of adjacent content words ("limit_order") so phrases outrank
+  the review takes); plus pairs of content words at most two words apart, in either order
+  ("limit_order", and cancel_withdraw for "cancel a pending withdrawal"), so phrases outrank
   scattered words.
 * Chinese: segmented into words by jieba (``jieba-py``, its dictionary read from its wheel and
   cut to its 7,000 most frequent words, plus every word of the domain lexicon ``zh_words.txt``,
@@ -30,6 +31,10 @@ import functools
 import itertools
 import re
 from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jieba
 
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 
@@ -299,7 +304,7 @@ LEXICON_FREQ = 100_000  # the lexicon's words outrank jieba's general words
 
 
 @functools.cache
-def _jieba() -> object:
+def _jieba() -> jieba.Tokenizer:
     """A jieba tokenizer over jieba's own dictionary (read from its wheel), cut to the words of
     frequency >= ``JIEBA_MIN_FREQ`` to keep a worker's memory small, plus every word of the
     domain lexicon. Built in memory: no cache file is written."""
