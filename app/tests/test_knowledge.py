@@ -1,7 +1,13 @@
 """Knowledge base: corpus shape, language handling, retrieval accuracy and escalation.
 
-The accuracy figures come from tests/data/heldout.json (questions written apart from the corpus,
-paraphrased the way customers write); they are printed on every run.
+Figures are printed on every run, the development set apart from the blind one:
+
+* development: tests/data/heldout.json (questions written apart from the corpus, paraphrased the
+  way customers write; tuned on) and the customer phrasings (phrasings/*.json), each asked of an
+  index built without its fold (5-fold cross-validation, as the confidence is fitted);
+* blind: tests/data/blind.json (questions in customers' words, situations rather than topics,
+  committed before the phrasings, the Chinese segmentation and the calibration were built; not
+  used to fit or tune anything, see docs/answers.md), plus its off-topic questions.
 """
 
 from __future__ import annotations
@@ -14,18 +20,30 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import bm25s
 import pytest
 
 from coinex_chatbot.config import load_settings
+from coinex_chatbot.corpus import load_off_topic, load_phrasings, load_records
 from coinex_chatbot.knowledge import (
+    BM25_B,
+    BM25_K1,
+    OPERATING_THRESHOLD,
     Answer,
     Article,
     KnowledgeBase,
+    cross_validated,
     detect_language,
+    fit_calibration,
     get_knowledge_base,
+    packaged_calibration,
 )
+from coinex_chatbot.knowledge import _dense_scores as _dense_scores
+from coinex_chatbot.language import tokenize
 
-HELDOUT = json.loads((Path(__file__).parent / "data" / "heldout.json").read_text("utf-8"))
+DATA = Path(__file__).parent / "data"
+HELDOUT = json.loads((DATA / "heldout.json").read_text("utf-8"))
+BLIND = json.loads((DATA / "blind.json").read_text("utf-8"))
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
 MIN_ACCURACY = 0.8
@@ -217,6 +235,257 @@ def test_real_questions_are_answered_not_escalated(
     assert statistics.median(right) > off_topic + 0.2
 
 
+# ----- customer phrasings, Chinese words, synonyms ------------------------------------------------
+MIN_PHRASINGS = 8  # per article and language
+
+
+def test_every_article_has_customer_phrasings_in_both_languages(kb: KnowledgeBase) -> None:
+    phrasings = load_phrasings()
+    assert set(phrasings) == set(kb)
+    for aid, parts in phrasings.items():
+        for lang in ("en", "zh"):
+            questions = parts[lang]
+            assert len(questions) >= MIN_PHRASINGS, (aid, lang, len(questions))
+            assert len(set(questions)) == len(questions), (aid, lang, "duplicate phrasing")
+            title = kb.article(aid, lang).title.lower()
+            assert all(q.lower() != title for q in questions), (aid, lang)
+            assert all(bool(CJK.search(q)) == (lang == "zh") for q in questions), (aid, lang)
+
+
+_FILLER = frozenset(
+    re.findall(
+        r"\w+", "i my me the a an to is it how do can you what s of in on for and your with at"
+    )
+)
+
+
+def _shingles(text: str) -> set[str]:
+    """The raw words (Latin) and character pairs (Chinese) of ``text``, for near-copy checks."""
+    latin = set(re.findall(r"[a-z0-9]+", text.lower())) - _FILLER
+    runs = re.findall(r"[\u4e00-\u9fff]+", text)
+    return latin | {run[i : i + 2] for run in runs for i in range(len(run) - 1)}
+
+
+def test_blind_questions_are_not_in_the_training_text() -> None:
+    """No phrasing, keyword or off-topic question the confidence is fitted on copies a blind one."""
+    texts: dict[str, list[str]] = {"en": [], "zh": []}
+    for parts in load_phrasings().values():
+        for lang in texts:
+            texts[lang] += parts[lang]
+    for record in load_records():
+        for lang in texts:
+            texts[lang] += record[lang].get("keywords", [])
+    for lang, questions in load_off_topic().items():
+        texts[lang] += questions
+    for q in BLIND["questions"] + BLIND["off_topic"]:
+        mine = _shingles(q["q"])
+        for text in texts[q["lang"]]:
+            other = _shingles(text)
+            assert len(mine & other) / max(1, len(mine | other)) < 0.5, (q["q"], text)
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("提出去的币对方说没收到", {"提现", "没收到", "对方"}),  # 没收到 stays whole: not 没收
+        ("USDT提现fee多少", {"提现", "手续费", "usdt"}),
+        ("提币 转出 往外转", {"提现"}),
+        ("入金 充币 转进来", {"充值"}),
+        ("币安链转错了", {"bep20"}),
+        ("身份验证器丢了", {"谷歌验证器"}),
+        ("谷歌验证器丢了", {"谷歌验证器"}),
+        ("场外买U", {"p2p", "usdt"}),
+        ("爆仓了", {"强平"}),
+    ],
+)
+def test_chinese_words_and_synonyms(text: str, tokens: set[str]) -> None:
+    assert tokens <= set(tokenize(text, "zh"))
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("sent my SOL out to my wallet", {"withdraw"}),
+        ("what it costs to move coins out", {"withdraw", "fee"}),
+        ("took out 50 usdt", {"withdraw"}),
+        ("I sent 0.1 BTC in as a test", {"deposit"}),
+        ("sent it via BSC", {"bep20"}),
+        ("binance smart chain", {"bep20"}),
+        ("TRC-20", {"trc20"}),
+    ],
+)
+def test_english_synonyms(text: str, tokens: set[str]) -> None:
+    assert tokens <= set(tokenize(text, "en"))
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("sent my SOL on the wrong chain, is it gone?", "deposit-wrong-network"),
+        ("提出去的币对方说没收到", "withdrawal-not-received"),
+        ("what it costs to send coins out", "withdrawal-fees"),
+        ("USDT提现fee多少", "withdrawal-fees"),
+        (
+            "I paid the p2p seller by bank transfer and he has not released",
+            "p2p-seller-not-releasing",
+        ),
+    ],
+)
+def test_examples_of_customer_wording(kb: KnowledgeBase, question: str, expected: str) -> None:
+    assert kb.answer(question).top_article_id == expected
+
+
+def test_the_deploy_health_question_is_answered_with_its_article(kb: KnowledgeBase) -> None:
+    """The role's health gate asks this and needs it answered (not escalated) with this article."""
+    answer = kb.answer("How do I reset my 2FA?")
+    assert answer.top_article_id == "2fa-lost-reset"
+    assert answer.confidence >= THRESHOLD
+
+
+# ----- calibration -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def folds() -> list[dict]:
+    return cross_validated(load_records(), load_phrasings(), load_off_topic())
+
+
+def test_dense_scores_are_the_bm25s_scores() -> None:
+    docs = [["withdraw", "fee", "fee"], ["deposit", "fee"], ["withdraw", "2fa", "2fa", "reset"]]
+    bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
+    bm25.index(docs, show_progress=False)
+    tokens = sorted({t for d in docs for t in d})
+    matrix = _dense_scores(bm25, tokens, len(docs))
+    for row, token in enumerate(tokens):
+        assert matrix[row] == pytest.approx(bm25.get_scores([token]), abs=1e-6), token
+
+
+def test_the_fitted_operating_point_is_the_configured_threshold() -> None:
+    assert OPERATING_THRESHOLD == THRESHOLD
+
+
+def test_packaged_calibration_is_the_fit_on_the_phrasings(folds: list[dict]) -> None:
+    """calibration.json is what ``python -m coinex_chatbot.knowledge`` fits today: rerun it after
+    changing the corpus, the phrasings or the tokenisers."""
+    fitted, report = fit_calibration(folds)
+    packaged = packaged_calibration()
+    for lang in ("en", "zh"):
+        assert fitted.gate[lang] == pytest.approx(packaged.gate[lang], abs=1e-4)
+        assert fitted.right[lang] == pytest.approx(packaged.right[lang], abs=1e-4)
+        assert fitted.point[lang] == pytest.approx(packaged.point[lang], abs=1e-4)
+        assert report[lang]["answered_wrong"] <= 0.05
+        assert report[lang]["off_topic"] >= 30 and report[lang]["off_topic_answered"] == 0
+
+
+def _figures(pairs: list[tuple[float, str | None, list[str], str]]) -> dict[str, float]:
+    """(confidence, top article, top 3, expected) -> shares answered right / escalated right /
+    answered wrong, and top-1 / top-3."""
+    n = len(pairs)
+    right = sum(c >= THRESHOLD and top == exp for c, top, _, exp in pairs)
+    escalated = sum(c < THRESHOLD and top == exp for c, top, _, exp in pairs)
+    wrong = sum(c >= THRESHOLD and top != exp for c, top, _, exp in pairs)
+    return {
+        "answered right": right / n,
+        "escalated right": escalated / n,
+        "answered wrong": wrong / n,
+        "top-1": (right + escalated) / n,
+        "top-3": sum(exp in top3 for _, _, top3, exp in pairs) / n,
+    }
+
+
+def _asked(kb: KnowledgeBase, questions: list[dict]) -> list[tuple[float, str | None, list, str]]:
+    out = []
+    for q in questions:
+        answer = kb.answer(q["q"])
+        top3 = [a["id"] for a in answer.articles]
+        out.append((answer.confidence, answer.top_article_id, top3, q["expected"]))
+    return out
+
+
+def _line(name: str, figures: dict[str, float], n: int) -> str:
+    return f"  {name} ({n}): " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items())
+
+
+def test_development_figures(
+    kb: KnowledgeBase, folds: list[dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    calibration = packaged_calibration()
+    lines = ["development set (heldout.json; phrasings by 5-fold cross-validation):"]
+    for lang in ("en", "zh"):
+        held = _asked(kb, [q for q in ALL_QUESTIONS if q["lang"] == lang])
+        rows = [r for r in folds if r["lang"] == lang]
+        phrased = [
+            (calibration.confidence(lang, r["features"]), r["top"], [r["top"]], r["expected"])
+            for r in rows
+            if r["expected"]
+        ]
+        off = [calibration.confidence(lang, r["features"]) for r in rows if not r["expected"]]
+        held_figures, phrased_figures = _figures(held), _figures(phrased)
+        del phrased_figures["top-3"]  # a fold row keeps only its best article
+        lines += [
+            _line(f"{lang} heldout", held_figures, len(held)),
+            _line(f"{lang} phrasings", phrased_figures, len(phrased)),
+            f"  {lang} off_topic.json escalated {sum(c < THRESHOLD for c in off)}/{len(off)}",
+        ]
+        assert held_figures["answered right"] >= 0.7
+        assert held_figures["answered wrong"] <= 0.06  # today 1 of 54 (en), 3 of 52 (zh)
+        assert phrased_figures["answered wrong"] <= 0.05
+        assert all(c < THRESHOLD for c in off)
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+
+
+# Issue 16's targets for the blind set, per language; the floors are a little below what this build
+# measures and guard against regressions (the targets are not reached yet, see docs/answers.md).
+BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
+BLIND_FLOOR = {
+    "en": {"answered right": 0.40, "top-1": 0.80},
+    "zh": {"answered right": 0.55, "top-1": 0.80},
+}
+
+
+def _blind(kb: KnowledgeBase, lang: str) -> tuple[dict[str, float], int, int]:
+    figures = _figures(_asked(kb, [q for q in BLIND["questions"] if q["lang"] == lang]))
+    off = [kb.answer(q["q"]).confidence for q in BLIND["off_topic"] if q["lang"] == lang]
+    return figures, sum(c < THRESHOLD for c in off), len(off)
+
+
+def test_blind_set_shape(kb: KnowledgeBase) -> None:
+    ids = set(kb)
+    for lang in ("en", "zh"):
+        questions = [q for q in BLIND["questions"] if q["lang"] == lang]
+        assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
+        assert sum(q["lang"] == lang for q in BLIND["off_topic"]) >= 30
+
+
+def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["blind set (blind.json; nothing is fitted on it):"]
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = _blind(kb, lang)
+        n = sum(q["lang"] == lang for q in BLIND["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+        assert figures["answered wrong"] <= BLIND_TARGET_WRONG
+        for name, floor in BLIND_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated >= n_off - 1
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16 targets not reached yet: blind answered right en 0.474 / zh 0.551 (target "
+    "0.85); wrong and off-topic within target",
+)
+def test_blind_targets(kb: KnowledgeBase) -> None:
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = _blind(kb, lang)
+        assert figures["answered right"] >= BLIND_TARGET_RIGHT, (lang, figures)
+        assert figures["answered wrong"] <= BLIND_TARGET_WRONG, (lang, figures)
+        assert escalated == n_off, (lang, escalated, n_off)
+
+
 # ----- loading, caching, speed -------------------------------------------------------------------
 def _article(aid: str) -> dict:
     return {
@@ -260,7 +529,8 @@ def test_load_and_answer_are_fast() -> None:
     for text in questions:
         kb.answer(text)
     per_answer_ms = (time.perf_counter() - started) / len(questions) * 1000
-    assert load_seconds < 1.0, f"load + index took {load_seconds:.2f} s"
+    # the index holds about 2400 customer phrasings besides the articles: ~0.4 s on an idle core
+    assert load_seconds < 2.0, f"load + index took {load_seconds:.2f} s"
     assert per_answer_ms < 10, f"answer() took {per_answer_ms:.1f} ms"
     rng = random.Random(7)  # 2000 characters of distinct unknown words: the typo-matching path
     gibberish = " ".join("".join(rng.choices("abcdeilnorstuw", k=9)) for _ in range(200))[:2000]

@@ -1,59 +1,94 @@
 """Help-centre knowledge base: BM25 retrieval over the corpus (``corpus.py``) and a confidence.
 
 Retrieval (``bm25s``, Lucene BM25, k1=1.2, b=0.75, one index per language)
-    Each article is indexed as title x ``TITLE_WEIGHT`` + body + keywords, tokenised by
-    ``language.tokenize`` (English stemmed words and bigrams, Chinese character n-grams).
+    Each article is indexed as title x ``TITLE_WEIGHT`` + body + keywords + its customer
+    phrasings (``phrasings/*.json``: questions about it in customers' words), tokenised by
+    ``language.tokenize`` (English stemmed words, bigrams and intent markers; Chinese lexicon
+    words and character n-grams; both through a small domain thesaurus).
 
     * A query word missing from the vocabulary, of >= ``FUZZY_MIN_LEN`` letters, within one edit
-      (two from 8 letters; Damerau-Levenshtein, same first letter) of an indexed word is read as
-      that word ("withdrawl", "recieve") with weight 1 - 0.2 x edits.
+      (two from 8 letters, adding or dropping at most one letter; Damerau-Levenshtein, same
+      first letter) of an indexed word is read as that word ("withdrawl", "recieve") with
+      weight 1 - 0.2 x edits.
     * Score of an article = sum over distinct query tokens of weight x the token's bm25s score;
       numbers and coin tickers weigh ``MINOR_WEIGHT`` (they choose among articles, but must not
       outvote the words that say what the problem is).
 
-Confidence (0..1); the worker escalates below ``CHATBOT_CONFIDENCE_THRESHOLD`` (default 0.35)
+Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (default 0.35)
     IDF(t) = ln(1 + (N - df + 0.5) / (df + 0.5)), df = 0 for a word the corpus never uses (so an
-    unknown word weighs the most); s1 >= s2 are the two best article scores.
+    unknown word weighs the most); s1 >= s2 are the two best article scores. The question's
+    units are its English content words (not bigrams, numbers, tickers, coin / chain / wallet /
+    exchange names or intent markers; a typo match counts its weight), its Chinese lexicon words,
+    and its Chinese characters no lexicon word covers (found in an article when a bigram with
+    the character occurs there). ``FEATURES`` of the best article:
 
-    * coverage C: the IDF-weighted share of the question's units found in the best article.
-      Units are English content words (not bigrams, numbers or tickers; a typo match counts its
-      weight) and, for Chinese, the question's characters, a character counting as found only
-      when a bigram containing it occurs in the article (single characters match nearly
-      anything). An off-topic question ("weather in Paris", "推荐一部好看的电影") is made of
-      words the help centre never uses, so C is near 0; a real question is mostly covered.
-    * strength R = s1 / sum of IDF over all query tokens: BM25 normalised by the query's own
-      upper bound (the Lucene term-frequency factor is < 1, so no article reaches it); it rewards
-      articles that use the query terms repeatedly and in the title.
-    * margin M = (s1 - s2) / s1: how clearly the best article beats the runner-up.
+    * coverage: the IDF-weighted share of the units found in the best article;
+    * unknown: the IDF-weighted share of the units no article uses (a typo match counts 1 - its
+      weight, a word only one text of the corpus uses ``RARE_SHARE``), e.g. the other company in
+      "my twitter account";
+    * strength: s1 / sum of IDF over the query tokens (BM25 against the query's own bound);
+    * margin: (s1 - s2) / s1, how clearly the best article beats the runner-up;
+    * closest: the IDF share of the query tokens found in the single closest title, keyword or
+      phrasing of the best article;
+    * gap: the IDF of the heaviest unit the best article misses, over the heaviest unit's;
+    * specific: like coverage, counting only the help centre's own words, not the words every
+      online service uses (account, password, card, order... ``_GENERIC_TEXT``);
+    * closest_margin: closest minus the same for the runner-up article;
+    * crypto: 1 if the question names crypto things (a coin, chain, wallet, exchange, "token",
+      or a Chinese word with 币), else 0.
 
-    confidence = clip(C ** 1.5 x (0.65 + 0.35 x M) + 0.35 x R, 0, 1). Coverage dominates, so an
-    article that covers little of the question cannot pass however high its raw score; margin and
-    strength separate a clear answer from a vague one. With no usable token it is 0.
+    ``Calibration``: per language two logistic regressions on them, the gate (is the question
+    about the help centre at all?) and the right-article model (does its best article answer
+    it?), each with a fitted cut; a question is answered when both clear their cuts, and the
+    confidence is sigmoid(min(gate - gate cut, right - right cut) + logit(0.35)), so the
+    configured default threshold 0.35 (``OPERATING_THRESHOLD``) is exactly the fitted operating
+    point. A question whose words are exactly those of one title, keyword or phrasing of its
+    best article (and of no other article) is that article's known question: confidence at
+    least ``KNOWN_QUESTION_CONFIDENCE``. Fitted by ``fit_calibration`` on ``cross_validated``
+    rows (5-fold cross-validation over the phrasings, plus the off-topic questions of
+    ``off_topic.json``); ``python -m coinex_chatbot.knowledge`` refits and writes
+    ``calibration.json``. With no usable token the confidence is 0.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import bm25s
 import numpy as np
 
-from .corpus import load_records
+from .corpus import load_off_topic, load_phrasings, load_records
 from .language import (
     CJK_RE,
+    CJK_RUN_RE,
+    INTENTS,
     LANGUAGES,
     detect_language,
     en_pairs,
     latin_part,
     tokenize,
+    word_pairs,
     wordset,
+    zh_latin_pairs,
     zh_tokens,
+    zh_units,
 )
+
+__all__ = [
+    "Answer",
+    "Article",
+    "KnowledgeBase",
+    "detect_language",
+    "fit_calibration",
+    "get_knowledge_base",
+]
 
 TITLE_WEIGHT = 3
 FUZZY_MIN_LEN = 6
@@ -61,6 +96,24 @@ MINOR_WEIGHT = 0.3
 MAX_TYPO_LOOKUPS = 16
 BM25_K1 = 1.2
 BM25_B = 0.75
+FEATURES = (
+    "coverage",
+    "unknown",
+    "strength",
+    "margin",
+    "closest",
+    "gap",
+    "specific",
+    "closest_margin",
+    "crypto",
+)
+OPERATING_THRESHOLD = 0.35  # the default CHATBOT_CONFIDENCE_THRESHOLD (config.py, the role)
+MAX_WRONG_SHARE = 0.05  # operating point: at most this share of phrasings answered wrong
+FOLDS = 5
+KNOWN_QUESTION_CONFIDENCE = 0.9  # the question is one of the best article's own phrasings
+RARE_SHARE = 0.5  # how unknown a word is that a single text of the corpus uses
+OFF_TOPIC_MARGIN = 0.25  # log-odds by which every off-topic question misses a cut
+CUT_GRID = 101  # candidate cuts per model: quantiles of the phrasings' log-odds
 
 # Coin tickers: they help ranking (XRP -> memo) but do not make a question on-topic.
 _TICKERS = wordset(
@@ -69,11 +122,85 @@ _TICKERS = wordset(
     tusd cet
     """
 )
+# Names of coins, chains, wallets, exchanges and block explorers: they say which coin or where
+# from, not what the problem is, so the confidence neither counts them as covered nor as unknown.
+_NAMES_TEXT = """
+    pepe floki bonk wif arb apt xmr zec algo hbar icp
+    inj sei tia wld ordi sats usde fdusd pyusd sui kas ondo jup render grt aave mkr ldo
+    bitcoin ethereum ether tether ripple stellar cardano litecoin dogecoin polkadot chainlink
+    solana tron polygon arbitrum optimism avalanche cosmos fantom zksync linea aptos celo
+    mainnet layer2 lightning trc20 erc20 bep20 bep2 spl omni
+    binance okx okex bybit kraken coinbase kucoin huobi htx bitget mexc bitfinex bitstamp
+    gemini upbit bithumb bitmart poloniex lbank bingx phemex
+    metamask ledger trezor exodus phantom tronlink tokenpocket imtoken safepal electrum keplr
+    rabby trustwallet
+    etherscan bscscan tronscan solscan blockchair mempool
+    nft nfts altcoin altcoins memecoin memecoins stablecoin stablecoins
+"""
+_ZH_NAMES = wordset(
+    """
+    币安 欧易 火币 抹茶 库币 小狐狸 狐狸钱包 以太坊 比特币 波场 狗狗币 瑞波币 莱特币 泰达币
+    土狗 土狗币 山寨币 稳定币 主流币 冷钱包 硬件钱包
+    """
+)
+
+
+# Words every online service uses (accounts, passwords, cards, orders, fees...): a question
+# covered only by them could be about another company's product ("my gmail password").
+_GENERIC_TEXT = """
+    account password email mail phone number code verification verify login app application
+    website site card bank order cancel delete remove close change update reset recover lose
+    forgot new old fee payment pay refund money limit address device computer laptop mobile
+    profile name user username support service subscription membership price time day hour
+    problem error issue work wrong receive arrive send buy sell open create help message sms
+    text photo picture document data safe secure security lock block freeze charge transfer
+    identity debit credit not no never
+"""
+_ZH_GENERIC = wordset(
+    """
+    账户 密码 邮箱 手机号 手机 验证码 验证 银行卡 信用卡 借记卡 银行 订单 撤销 删除 注销 修改 更换
+    重置 丢失 手续费 付款 支付 退款 钱 额度 限额 地址 设备 电脑 姓名 名字 身份证 护照 登录 注册
+    会员 客服 短信 邮件 安全 冻结 无法登录 收不到 没收到 换绑 绑定 解绑 开户 销户 转账 余额
+    """
+)
+
+
+@functools.cache
+def _generic() -> frozenset[str]:
+    return frozenset(t for word in _GENERIC_TEXT.split() for _, t in en_pairs(word)) | _ZH_GENERIC
+
+
+# Words that put a question in the crypto world (with the tickers and the names above).
+_CRYPTO_TEXT = """
+    crypto cryptocurrency cryptocurrencies coin coins token tokens blockchain coinex onchain
+    airdrop defi web3 satoshi gwei hash txid
+"""
+
+
+@functools.cache
+def _crypto() -> frozenset[str]:
+    words = frozenset(t for word in _CRYPTO_TEXT.split() for _, t in en_pairs(word))
+    return words | _TICKERS | _names()
+
+
+def _is_crypto(token: str) -> bool:
+    """A token that names crypto things: a coin, chain, wallet or exchange, or a Chinese word
+    with 币 (提币 and 充币 are read as 提现 and 充值, which other services use too)."""
+    return token in _crypto() or (CJK_RE.match(token) is not None and "币" in token)
+
+
+@functools.cache
+def _names() -> frozenset[str]:
+    return frozenset(t for word in _NAMES_TEXT.split() for _, t in en_pairs(word)) | _ZH_NAMES
+
 
 _FALLBACK = {
     "en": "Sorry, I could not find a help-centre article that answers this question.",
     "zh": "抱歉，没有找到能回答这个问题的帮助中心文章。",
 }
+
+Query = list[tuple[str, str, float]]  # (token, indexed-or-original token, weight)
+Units = list[tuple[str, tuple[str, ...], float]]  # (unit, tokens that show it, weight)
 
 
 @dataclass(frozen=True)
@@ -106,15 +233,56 @@ class Answer:
 class _LanguageIndex:
     """BM25 index of one language plus the document frequencies the confidence needs."""
 
-    def __init__(self, articles: list[Article], keywords: list[list[str]], lang: str) -> None:
+    def __init__(self, articles: list[Article], extra: list[list[str]], lang: str) -> None:
+        """``extra``: per article, the keywords and phrasings indexed with it."""
         self.lang = lang
+        memo: dict[str, list[str]] = {}  # each text tokenised once
+
+        def tokens(text: str) -> list[str]:
+            if text not in memo:
+                memo[text] = tokenize(text, lang)
+            return memo[text]
+
         docs = [
-            tokenize(" ".join([a.title] * TITLE_WEIGHT), lang)
-            + tokenize(a.body, lang)
-            + [t for phrase in kws for t in tokenize(phrase, lang)]
-            for a, kws in zip(articles, keywords, strict=True)
+            tokens(a.title) * TITLE_WEIGHT
+            + tokens(a.body)
+            + [t for phrase in more for t in tokens(phrase)]
+            for a, more in zip(articles, extra, strict=True)
         ]
         self.doc_sets = [frozenset(d) for d in docs]
+        # Each article's title, keywords and phrasings one by one: the question's closest one.
+        self.snippets = [
+            [frozenset(tokens(t)) for t in (a.title, *more)]
+            for a, more in zip(articles, extra, strict=True)
+        ]
+        # A question made of exactly the words of one article's title, keyword or phrasing is that
+        # article's known question ("How do I reset my 2FA?" is keyword "reset my 2FA").
+        self.known: dict[frozenset[str], set[int]] = {}
+        for n, texts in enumerate(self.snippets):
+            for snippet in texts:
+                words = snippet - INTENTS if snippet & INTENTS else snippet
+                if words:
+                    self.known.setdefault(words, set()).add(n)
+        # Chinese: every character pair of the raw text, and the characters' document frequency,
+        # for the characters of a question that no lexicon word covers.
+        self.texts: list[str] = []  # each article's Chinese text, runs joined by a space
+        self.char_df: dict[str, int] = {}
+        if lang == "zh":
+            for a, more in zip(articles, extra, strict=True):
+                text = " ".join(CJK_RUN_RE.findall(" ".join([a.title, a.body, *more])))
+                self.texts.append(text)
+                for ch in set(text) - {" "}:
+                    self.char_df[ch] = self.char_df.get(ch, 0) + 1
+        self.all_pairs = frozenset(
+            pair for text in self.texts for pair in map("".join, itertools.pairwise(text))
+        )
+        # How many texts (a body, a title, a keyword, a phrasing) use each token: a word only one
+        # phrasing mentions in passing ("heard about it on twitter") is barely known.
+        self.support: dict[str, int] = {}
+        for a, more in zip(articles, extra, strict=True):
+            for text in {a.title, a.body, *more}:
+                for token in set(tokens(text)):
+                    self.support[token] = self.support.get(token, 0) + 1
         self.n_docs = len(docs)
         self.df: dict[str, int] = {}
         for tokens in self.doc_sets:
@@ -122,31 +290,50 @@ class _LanguageIndex:
                 self.df[token] = self.df.get(token, 0) + 1
         # Latin words as written in the articles, for typo matching: word -> indexed token.
         self.surface: dict[str, str] = {}
-        for a, kws in zip(articles, keywords, strict=True):
-            for text in (a.title, a.body, *kws):
-                self.surface.update(en_pairs(latin_part(text)))
-        self.by_initial: dict[str, list[str]] = {}
+        for text in {
+            text
+            for a, more in zip(articles, extra, strict=True)
+            for text in (a.title, a.body, *more)
+        }:
+            self.surface.update(self._latin_pairs(text))
+        self.by_initial: dict[tuple[str, int], list[str]] = {}  # (first letter, length) -> words
         for word in sorted(self.surface):
             if word.isalpha():
-                self.by_initial.setdefault(word[0], []).append(word)
-        self.bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
-        self.bm25.index(docs, show_progress=False)
+                self.by_initial.setdefault((word[0], len(word)), []).append(word)
+        bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
+        bm25.index(docs, show_progress=False)
+        # Every token's bm25s scores as one dense row (vocabulary x articles, float32): scoring
+        # a question is then a weighted sum of a few rows.
+        self.rows = {token: row for row, token in enumerate(sorted(self.df))}
+        self.matrix = _dense_scores(bm25, list(self.rows), self.n_docs)
+
+    def _latin_pairs(self, text: str) -> list[tuple[str, str]]:
+        return zh_latin_pairs(text) if self.lang == "zh" else en_pairs(latin_part(text))
 
     def idf(self, token: str) -> float:
-        df = self.df.get(token, 0)
-        return math.log(1 + (self.n_docs - df + 0.5) / (df + 0.5))
+        return self._idf(self.df.get(token, 0))
 
-    def parse(self, text: str) -> list[tuple[str, str, float]]:
-        """The question's distinct tokens as (token, indexed-or-original token, weight).
+    @functools.cached_property
+    def _idf_by_df(self) -> list[float]:
+        return [
+            math.log(1 + (self.n_docs - df + 0.5) / (df + 0.5)) for df in range(self.n_docs + 1)
+        ]
+
+    def _idf(self, df: int) -> float:
+        return self._idf_by_df[df]
+
+    def parse(self, text: str) -> tuple[Query, Units]:
+        """The question's distinct tokens (token, indexed-or-original token, weight) and its
+        units for the confidence (unit, tokens that show it in an article, weight).
 
         A Latin word whose token is not indexed, of >= ``FUZZY_MIN_LEN`` letters, within one
         edit (two from 8 letters; Damerau-Levenshtein, same first letter) of a word of the
         articles is read as a typo of it ("pendng" -> "pending"), with weight 1 - 0.2 x edits;
         other unknown tokens stay as they are (weight 1) and never match.
         """
-        words: list[tuple[str, str, float]] = []
+        words: Query = []
         lookups = 0  # bounded, so a long message of gibberish stays fast
-        for word, token in en_pairs(latin_part(text) if self.lang == "zh" else text):
+        for word, token in self._latin_pairs(text):
             match = None
             if token not in self.df and lookups < MAX_TYPO_LOOKUPS:
                 lookups += 1
@@ -155,19 +342,22 @@ class _LanguageIndex:
                 words.append((token, token, 1.0))
             else:
                 words.append((token, self.surface[match[0]], 1.0 - 0.2 * match[1]))
+        units: Units = [(tok, (tok,), w) for _, tok, w in words if _is_unit(tok)]
         if self.lang == "zh":
             extra = [(t, t, 1.0) for t in zh_tokens(text)]
+            units += [(unit, shown, 1.0) for unit, shown in zh_units(text) if _is_unit(unit)]
         else:
             extra = [
-                (f"{a}_{b}", f"{ra}_{rb}", min(wa, wb))
-                for (a, ra, wa), (b, rb, wb) in itertools.pairwise(words)
-                if a != b
+                ("_".join(sorted((words[i][0], words[j][0]))), token, min(words[i][2], words[j][2]))
+                for i, j, token in word_pairs([indexed for _, indexed, _ in words])
             ]
         out: dict[str, tuple[str, str, float]] = {}
         for item in words + extra:
             if item[0] not in out or out[item[0]][2] < item[2]:
                 out[item[0]] = item
-        return list(out.values())
+        if not units:  # only numbers / coin tickers: judge on them
+            units = [(tok, (tok,), w) for _, tok, w in words]
+        return list(out.values()), units
 
     def _typo_of(self, token: str) -> tuple[str, int] | None:
         if len(token) < FUZZY_MIN_LEN or not token.isascii() or not token.isalpha():
@@ -176,15 +366,24 @@ class _LanguageIndex:
             return None
         limit = 1 if len(token) < 8 else 2
         best: tuple[str, int] | None = None
-        for word in self.by_initial.get(token[0], ()):
-            if abs(len(word) - len(token)) > limit:
-                continue
+        candidates = (  # a typo adds or drops at most one letter
+            word
+            for length in (len(token), len(token) - 1, len(token) + 1)
+            for word in self.by_initial.get((token[0], length), ())
+        )
+        for word in candidates:
             distance = _edit_distance(token, word, limit)
             if distance <= limit and (best is None or distance < best[1]):
                 best = (word, distance)
         return best
 
-    def scores(self, query: list[tuple[str, str, float]]) -> np.ndarray:
+    def known_article(self, query: Query) -> int | None:
+        """The one article whose title, keyword or phrasing has exactly the question's words."""
+        words = frozenset(tok for _, tok, w in query if w == 1.0 and tok not in INTENTS)
+        owners = self.known.get(words, set())
+        return next(iter(owners)) if len(owners) == 1 else None
+
+    def scores(self, query: Query) -> np.ndarray:
         """BM25 score of every article: the sum of each query token's bm25s score, weighted.
 
         Typo matches count with their weight; numbers and coin tickers with ``MINOR_WEIGHT``
@@ -197,55 +396,114 @@ class _LanguageIndex:
                 if tok.isdigit() or tok in _TICKERS:
                     w *= MINOR_WEIGHT
                 weights[tok] = max(weights.get(tok, 0.0), w)
-        total = np.zeros(self.n_docs, dtype=np.float32)
-        for tok, w in weights.items():
-            total += w * np.asarray(self.bm25.get_scores([tok]), dtype=np.float32)
-        return total
+        if not weights:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        rows = [self.rows[tok] for tok in weights]
+        return np.asarray(list(weights.values()), dtype=np.float32) @ self.matrix[rows]
 
-    def components(
-        self, query: list[tuple[str, str, float]], scores: np.ndarray
-    ) -> tuple[float, float, float]:
-        """(coverage, strength, margin) of the best article for ``query``; see the module doc."""
+    def features(self, query: Query, units: Units, scores: np.ndarray) -> np.ndarray | None:
+        """``FEATURES`` of the best article for the question (module doc); None without a
+        usable token or a positive score."""
         if not query or scores.size == 0:
-            return 0.0, 0.0, 0.0
+            return None
         order = np.argsort(-scores, kind="stable")
         s1 = float(scores[order[0]])
         if s1 <= 0:
-            return 0.0, 0.0, 0.0
+            return None
         s2 = float(scores[order[1]]) if scores.size > 1 else 0.0
-        top = self.doc_sets[int(order[0])]
+        best = int(order[0])
+        top = self.doc_sets[best]
         weights: dict[str, float] = {}  # unit -> idf
         covered: dict[str, float] = {}  # unit -> share of it found in the top article
-        for _, tok, w in query:
-            if self.lang == "zh" and CJK_RE.match(tok):
-                # Chinese: the units are the question's characters; a character is covered when
-                # a bigram containing it occurs in the article (single characters match nearly
-                # anything, so they do not count on their own).
-                for ch in tok:
-                    weights[ch] = self.idf(ch)
-                if len(tok) == 2 and tok in top:
-                    for ch in tok:
-                        covered[ch] = 1.0
-            elif _is_unit(tok):
-                weights[tok] = self.idf(tok)
-                if tok in top:
-                    covered[tok] = max(covered.get(tok, 0.0), w)
-        if not weights:  # only numbers / coin tickers: judge on them
-            weights = {tok: self.idf(tok) for _, tok, _ in query}
-            covered = {tok: w for _, tok, w in query if tok in top}
-        total = sum(weights.values())
+        unknown: dict[str, float] = {}  # unit -> idf, for units no article uses
+        for unit, shown, w in units:
+            if len(unit) == 1 and CJK_RE.match(unit):  # a character no lexicon word covers
+                df = self.char_df.get(unit, 0)
+                if shown:
+                    found = any(pair in self.texts[best] for pair in shown)
+                    if not any(pair in self.all_pairs for pair in shown):
+                        unknown[unit] = self._idf(df)
+                else:  # a character on its own between words: found if the article has it
+                    found = unit in self.texts[best]
+            else:
+                df = self.df.get(unit, 0)
+                found = unit in top
+            weights[unit] = self._idf(df)
+            if found:
+                covered[unit] = max(covered.get(unit, 0.0), w)
+            if df == 0:
+                unknown[unit] = weights[unit]
+            elif self.support.get(unit, 2) < 2:  # one text mentions it
+                unknown[unit] = max(unknown.get(unit, 0.0), RARE_SHARE * weights[unit])
+            elif w < 1.0:  # read as a typo of a known word: partly unknown
+                unknown[unit] = max(unknown.get(unit, 0.0), (1.0 - w) * weights[unit])
+        total = sum(weights.values()) or 1.0
         coverage = sum(weights[u] * covered.get(u, 0.0) for u in weights) / total
-        everything = sum(self.idf(tok) for _, tok, _ in query)
-        return coverage, min(1.0, s1 / everything), (s1 - s2) / s1
+        query_idf = {tok: self.idf(tok) for _, tok, _ in query}
 
-    def confidence(self, query: list[tuple[str, str, float]], scores: np.ndarray) -> float:
-        coverage, strength, margin = self.components(query, scores)
-        value = coverage**1.5 * (0.65 + 0.35 * margin) + 0.35 * strength
-        return float(min(1.0, max(0.0, value)))
+        asked = frozenset(query_idf)
+
+        def closest_of(article: int) -> float:
+            return max(
+                (sum(map(query_idf.__getitem__, asked & s)) for s in self.snippets[article]),
+                default=0.0,
+            )
+
+        closest = closest_of(best)
+        runner_up = closest_of(int(order[1])) if scores.size > 1 else 0.0
+        unknown_share = min(1.0, sum(unknown.values()) / total)
+        generic = _generic()
+        specific = (
+            sum(
+                weights[u] * covered.get(u, 0.0) for u in weights if u not in generic and len(u) > 1
+            )
+            / total
+        )
+        gap = max((weights[u] for u in weights if covered.get(u, 0.0) < 0.5), default=0.0) / max(
+            weights.values(), default=1.0
+        )
+        crypto = float(any(_is_crypto(tok) for _, tok, _ in query))
+        everything = sum(query_idf.values())
+        strength = min(1.0, s1 / everything)
+        return np.array(
+            [
+                coverage,
+                unknown_share,
+                strength,
+                (s1 - s2) / s1,
+                closest / everything,
+                gap,
+                specific,
+                (closest - runner_up) / everything,
+                crypto,
+            ]
+        )
+
+
+def _dense_scores(bm25: bm25s.BM25, tokens: list[str], n_docs: int) -> np.ndarray:
+    """tokens x articles matrix of bm25s scores (``BM25.get_scores([token])`` for each token),
+    read from the index's token-major sparse arrays in one pass."""
+    matrix = np.zeros((max(1, len(tokens)), n_docs), dtype=np.float32)
+    data, indices, indptr = (np.asarray(bm25.scores[k]) for k in ("data", "indices", "indptr"))
+    bounds = np.append(indptr, len(data))
+    for row, token in enumerate(tokens):
+        i = bm25.vocab_dict[token]
+        start, end = bounds[i], bounds[i + 1]
+        matrix[row, indices[start:end]] = data[start:end]
+    return matrix
 
 
 def _edit_distance(a: str, b: str, limit: int) -> int:
     """Damerau-Levenshtein (optimal string alignment) distance, cut off above ``limit``."""
+    start = 0  # a common prefix and suffix do not change the distance
+    while start < min(len(a), len(b)) and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and a[-1 - end] == b[-1 - end]:
+        end += 1
+    a, b = a[start : len(a) - end], b[start : len(b) - end]
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
     prev2: list[int] = []
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
@@ -267,21 +525,138 @@ def _is_unit(token: str) -> bool:
     Adjacent-word bigrams only help ranking, and numbers and coin tickers say which coin or how
     much, not what the problem is.
     """
-    return "_" not in token and not token.isdigit() and token not in _TICKERS
+    return (
+        "_" not in token
+        and not token.isdigit()
+        and token not in _TICKERS
+        and token not in INTENTS
+        and token not in _names()
+    )
+
+
+# ----- calibration -------------------------------------------------------------------------------
+def _gate_inputs(f: np.ndarray) -> np.ndarray:
+    """Inputs of "the question is about the help centre" (see ``Calibration``): with the
+    features, whether it has an unknown word, whether it has a covered word of the help centre's
+    own (not one every online service uses), and an unknown word without one ("my twitter
+    account")."""
+    coverage, unknown, strength, _margin, closest, gap, specific, _closest_margin, crypto = f
+    has_unknown, has_own = float(unknown > 0), float(specific > 0)
+    return np.array(
+        [
+            coverage,
+            unknown,
+            gap,
+            strength,
+            closest,
+            specific,
+            has_unknown,
+            has_own,
+            has_unknown * (1 - has_own),
+            crypto,
+            has_unknown * (1 - crypto),
+        ]
+    )
+
+
+def _right_inputs(f: np.ndarray) -> np.ndarray:
+    """Inputs of "the best article is the one that answers it" (see ``Calibration``)."""
+    coverage, _unknown, strength, margin, closest, _gap, _specific, closest_margin, _crypto = f
+    return np.array([coverage, strength, margin, closest, coverage * margin, closest_margin])
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per language, two logistic models on the features: the gate, log-odds that the question
+    is about the help centre at all, and the right-article model, log-odds that its best
+    article answers it; each has a fitted cut (``point``: gate, right). The question is answered
+    when both clear their cuts; confidence = sigmoid(min(gate - gate cut, right - right cut) +
+    logit(OPERATING_THRESHOLD)), so it is OPERATING_THRESHOLD (the configured 0.35) exactly
+    where the weaker of the two meets its cut."""
+
+    gate: dict[str, tuple[float, ...]]
+    right: dict[str, tuple[float, ...]]
+    point: dict[str, tuple[float, float]]
+
+    def log_odds(self, lang: str, features: np.ndarray) -> tuple[float, float]:
+        g, r = np.asarray(self.gate[lang]), np.asarray(self.right[lang])
+        zg = float(g[:-1] @ _gate_inputs(features) + g[-1])
+        zr = float(r[:-1] @ _right_inputs(features) + r[-1])
+        return zg, zr
+
+    def confidence(self, lang: str, features: np.ndarray | None) -> float:
+        if features is None:
+            return 0.0
+        zg, zr = self.log_odds(lang, features)
+        cut_g, cut_r = self.point[lang]
+        return _sigmoid(min(zg - cut_g, zr - cut_r) + _logit(OPERATING_THRESHOLD))
+
+    def as_dict(self) -> dict:
+        return {
+            "features": list(FEATURES),
+            "gate": {lang: list(v) for lang, v in self.gate.items()},
+            "right": {lang: list(v) for lang, v in self.right.items()},
+            "point": {lang: list(v) for lang, v in self.point.items()},
+        }
+
+
+_NO_CALIBRATION = Calibration(
+    {lang: (0.0,) * 12 for lang in LANGUAGES},
+    {lang: (0.0,) * 7 for lang in LANGUAGES},
+    {lang: (0.0, 0.0) for lang in LANGUAGES},
+)
+
+
+@functools.cache
+def packaged_calibration() -> Calibration:
+    data = json.loads(
+        resources.files(__package__).joinpath("calibration.json").read_text(encoding="utf-8")
+    )
+    if tuple(data["features"]) != FEATURES:
+        raise ValueError(f"calibration.json is for features {data['features']}, not {FEATURES}")
+    return Calibration(
+        {lang: tuple(data["gate"][lang]) for lang in LANGUAGES},
+        {lang: tuple(data["right"][lang]) for lang in LANGUAGES},
+        {
+            lang: (float(data["point"][lang][0]), float(data["point"][lang][1]))
+            for lang in LANGUAGES
+        },
+    )
 
 
 class KnowledgeBase:
     """The bilingual help centre with one BM25 index per language."""
 
-    def __init__(self, records: list[dict]) -> None:
+    def __init__(
+        self,
+        records: list[dict],
+        phrasings: dict[str, dict[str, list[str]]] | None = None,
+        calibration: Calibration | None = None,
+    ) -> None:
         self._ids: list[str] = []
         self._articles: dict[str, list[Article]] = {lang: [] for lang in LANGUAGES}
-        keywords: dict[str, list[list[str]]] = {lang: [] for lang in LANGUAGES}
+        extra: dict[str, list[list[str]]] = {lang: [] for lang in LANGUAGES}
+        phrasings = phrasings or {}
+        known = {record["id"] for record in records}
+        if unknown := sorted(set(phrasings) - known):
+            raise ValueError(f"phrasings for unknown articles: {unknown}")
         for record in records:
             self._ids.append(record["id"])
             for lang in LANGUAGES:
                 part = record[lang]
-                keywords[lang].append(list(part.get("keywords", [])))
+                extra[lang].append(
+                    list(part.get("keywords", []))
+                    + list(phrasings.get(record["id"], {}).get(lang, []))
+                )
                 self._articles[lang].append(
                     Article(
                         id=record["id"],
@@ -292,16 +667,22 @@ class KnowledgeBase:
                     )
                 )
         self._indexes = (
-            {lang: _LanguageIndex(self._articles[lang], keywords[lang], lang) for lang in LANGUAGES}
+            {lang: _LanguageIndex(self._articles[lang], extra[lang], lang) for lang in LANGUAGES}
             if records
             else {}
         )
+        self._calibration = calibration or packaged_calibration()
 
     # ----- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: Path | None = None) -> KnowledgeBase:
-        """The articles of ``corpus.load_records(path)`` (default: the packaged corpus), indexed."""
-        return cls(load_records(path))
+        """The articles of ``corpus.load_records(path)`` (default: the packaged corpus and its
+        phrasings; for a directory ``path``, the phrasings of ``path/phrasings`` if any),
+        indexed."""
+        if path is None:
+            return cls(load_records(), load_phrasings())
+        folder = Path(path) / "phrasings"
+        return cls(load_records(path), load_phrasings(folder) if folder.is_dir() else None)
 
     # ----- introspection -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -318,13 +699,21 @@ class KnowledgeBase:
         return self._articles[_lang(lang)][self._ids.index(article_id)]
 
     # ----- retrieval -----------------------------------------------------------------------
-    def _rank(self, text: str) -> tuple[str, list[tuple[str, str, float]], np.ndarray]:
+    def _rank(self, text: str) -> tuple[str, Query, Units, np.ndarray]:
         query_lang = detect_language(text)
         index = self._indexes.get(query_lang)
         if index is None:
-            return query_lang, [], np.zeros(0, dtype=np.float32)
-        query = index.parse(text)
-        return query_lang, query, index.scores(query)
+            return query_lang, [], [], np.zeros(0, dtype=np.float32)
+        query, units = index.parse(text)
+        return query_lang, query, units, index.scores(query)
+
+    def features(self, text: str) -> tuple[str, str | None, np.ndarray | None]:
+        """(question language, best article id, ``FEATURES`` of it) for ``text``."""
+        query_lang, query, units, scores = self._rank(text)
+        if scores.size == 0 or float(scores.max()) <= 0:
+            return query_lang, None, None
+        best = int(np.argmax(scores))
+        return query_lang, self._ids[best], self._indexes[query_lang].features(query, units, scores)
 
     def search(self, text: str, lang: str | None = None, k: int = 3) -> list[tuple[Article, float]]:
         """Best ``k`` articles for ``text`` with their BM25 scores, best first.
@@ -333,7 +722,7 @@ class KnowledgeBase:
         articles are in ``lang`` if given, else in the question's language. Articles with a zero
         score are left out.
         """
-        _, _, scores = self._rank(text)
+        _, _, _, scores = self._rank(text)
         out_lang = _lang(lang) if lang else detect_language(text)
         order = np.argsort(-scores, kind="stable")[: max(0, k)]
         return [
@@ -342,12 +731,15 @@ class KnowledgeBase:
 
     def answer(self, text: str, lang: str | None = None) -> Answer:
         """Answer ``text`` with the best article (title, blank line, body) and a confidence."""
-        query_lang, query, scores = self._rank(text)
+        query_lang, query, units, scores = self._rank(text)
         out_lang = _lang(lang) if lang else query_lang
         order = [int(i) for i in np.argsort(-scores, kind="stable")[:3] if scores[i] > 0]
         if not order:
             return Answer(_FALLBACK[out_lang], [], 0.0, out_lang, None)
-        confidence = self._indexes[query_lang].confidence(query, scores)
+        index = self._indexes[query_lang]
+        confidence = self._calibration.confidence(query_lang, index.features(query, units, scores))
+        if index.known_article(query) == order[0]:
+            confidence = max(confidence, KNOWN_QUESTION_CONFIDENCE)
         best = self._articles[out_lang][order[0]]
         return Answer(
             text=f"{best.title}\n\n{best.body}",
@@ -366,7 +758,138 @@ def _lang(lang: str) -> str:
     return lang
 
 
+# ----- fitting the calibration ------------------------------------------------------------------
+def folds_of(phrasings: dict[str, dict[str, list[str]]], folds: int = FOLDS) -> dict:
+    """(article id, language, position) -> fold, the phrasings of every article spread evenly
+    over the folds (round robin from a per-article offset, so no fold is all first phrasings)."""
+    out = {}
+    for n, (article_id, parts) in enumerate(sorted(phrasings.items())):
+        for lang in LANGUAGES:
+            for i in range(len(parts.get(lang, []))):
+                out[(article_id, lang, i)] = (i + n) % folds
+    return out
+
+
+def cross_validated(
+    records: list[dict],
+    phrasings: dict[str, dict[str, list[str]]],
+    off_topic: dict[str, list[str]],
+    folds: int = FOLDS,
+) -> list[dict]:
+    """One row per question: {"lang", "q", "expected" (None: off-topic), "top", "features"}.
+
+    Each phrasing is asked of an index built without its fold; the off-topic questions are
+    asked of the index with every phrasing. Question language is the phrasing's own."""
+    fold_of = folds_of(phrasings, folds)
+    rows: list[dict] = []
+    for fold in range(folds):
+        kept = {
+            aid: {
+                lang: [q for i, q in enumerate(qs) if fold_of[(aid, lang, i)] != fold]
+                for lang, qs in parts.items()
+            }
+            for aid, parts in phrasings.items()
+        }
+        kb = KnowledgeBase(records, kept, calibration=_NO_CALIBRATION)
+        for (aid, lang, i), f in fold_of.items():
+            if f == fold:
+                q = phrasings[aid][lang][i]
+                _, top, feats = kb.features(q)
+                rows.append({"lang": lang, "q": q, "expected": aid, "top": top, "features": feats})
+    kb = KnowledgeBase(records, phrasings, calibration=_NO_CALIBRATION)
+    for lang in LANGUAGES:
+        for q in off_topic.get(lang, []):
+            _, top, feats = kb.features(q)
+            rows.append({"lang": lang, "q": q, "expected": None, "top": top, "features": feats})
+    return rows
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float = 1e-2) -> np.ndarray:
+    """Weights (then intercept) of an L2-regularised, sample-weighted logistic regression
+    (Newton steps)."""
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(x1.shape[1])
+    reg = np.eye(x1.shape[1]) * l2
+    reg[-1, -1] = 0.0
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x1 @ w, -30, 30)))
+        grad = x1.T @ ((p - y) * weight) + reg @ w
+        hess = (x1 * (p * (1 - p) * weight)[:, None]).T @ x1 + reg
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
+
+
+def fit_calibration(rows: list[dict]) -> tuple[Calibration, dict]:
+    """The calibration fitted on ``cross_validated`` rows, and a report per language.
+
+    Per language: the gate, a logistic regression of "on topic" (phrasings) against off-topic
+    questions, the two classes weighted equally; the right-article model, a logistic regression
+    of "the best article is the phrasing's own" over the phrasings. The cuts (on a grid of
+    quantiles) answer the most phrasings right while at most ``MAX_WRONG_SHARE`` of them are
+    answered wrong and no off-topic question comes within ``OFF_TOPIC_MARGIN`` (log-odds) of
+    clearing both.
+    """
+    gate: dict[str, tuple[float, ...]] = {}
+    right: dict[str, tuple[float, ...]] = {}
+    point: dict[str, float] = {}
+    report: dict[str, dict] = {}
+    for lang in LANGUAGES:
+        mine = [r for r in rows if r["lang"] == lang]
+        scored = [r for r in mine if r["features"] is not None]
+        on = np.array([r["expected"] is not None for r in scored])
+        ok = np.array([r["expected"] is not None and r["top"] == r["expected"] for r in scored])
+        xg = np.array([_gate_inputs(r["features"]) for r in scored])
+        xr = np.array([_right_inputs(r["features"]) for r in scored])
+        balance = np.where(on, 1.0, on.sum() / max(1, (~on).sum()))
+        wg = _logistic(xg, on.astype(float), balance)
+        wr = _logistic(xr[on], ok[on].astype(float), np.ones(int(on.sum())))
+        gate[lang] = tuple(round(float(v), 6) for v in wg)
+        right[lang] = tuple(round(float(v), 6) for v in wr)
+        fitted = Calibration(gate, right, {lang: (0.0, 0.0)})
+        zg, zr = np.array([fitted.log_odds(lang, r["features"]) for r in scored]).T
+        n_on = sum(r["expected"] is not None for r in mine)
+        best, best_right = (math.inf, math.inf), -1
+        grid_g = np.unique(np.quantile(zg[on], np.linspace(0, 1, CUT_GRID)))
+        grid_r = np.unique(np.quantile(zr[on], np.linspace(0, 1, CUT_GRID)))
+        for cut_g in grid_g:
+            for cut_r in grid_r:
+                near = (zg >= cut_g - OFF_TOPIC_MARGIN) & (zr >= cut_r - OFF_TOPIC_MARGIN)
+                if (near & ~on).any():
+                    continue
+                answered = (zg >= cut_g) & (zr >= cut_r)
+                if (answered & on & ~ok).sum() > MAX_WRONG_SHARE * n_on:
+                    continue
+                if (answered & ok).sum() > best_right:
+                    best, best_right = (float(cut_g), float(cut_r)), int((answered & ok).sum())
+        point[lang] = (round(best[0], 6), round(best[1], 6))
+        answered = (zg >= best[0]) & (zr >= best[1])
+        report[lang] = {
+            "phrasings": n_on,
+            "answered_right": round(float((answered & ok).sum()) / n_on, 4),
+            "escalated_right": round(float((~answered & ok).sum()) / n_on, 4),
+            "answered_wrong": round(float((answered & on & ~ok).sum()) / n_on, 4),
+            "off_topic": sum(r["expected"] is None for r in mine),
+            "off_topic_answered": int((answered & ~on).sum()),
+        }
+    return Calibration(gate, right, point), report
+
+
 @functools.lru_cache(maxsize=1)
 def get_knowledge_base() -> KnowledgeBase:
     """The packaged knowledge base, loaded and indexed once per process."""
     return KnowledgeBase.load()
+
+
+def refit() -> tuple[Calibration, dict]:
+    """The calibration fitted on the packaged corpus, phrasings and off-topic questions."""
+    return fit_calibration(cross_validated(load_records(), load_phrasings(), load_off_topic()))
+
+
+if __name__ == "__main__":  # python -m coinex_chatbot.knowledge: refit, write calibration.json
+    calibration, report = refit()
+    target = Path(__file__).with_name("calibration.json")
+    target.write_text(json.dumps(calibration.as_dict(), indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=1))

@@ -1,17 +1,28 @@
 """Languages of the help centre: which ones, CJK ranges, detection and the search tokenisers.
 
-Imports nothing heavy (bm25s' stopword list is read on first tokenisation), so the web processes,
-which only detect the language of a question, stay free of the search stack.
+Imports nothing heavy (bm25s' stopword list, the Chinese lexicon and jieba are loaded on first
+tokenisation), so the web processes, which only detect the language of a question, stay free of
+the search stack.
 
 Tokens (``tokenize``; the index and the questions are tokenised alike):
 * English: lowercase ``[a-z0-9]+`` words; stopwords removed (bm25s' English list plus chat
   filler such as "pls", "hi", "keeps"); a light suffix stemmer (plurals, -ing, -ed, -al,
   final -e/-y); a small domain thesaurus folds customer words into help-centre words
-  ("log in" -> login, "declined" -> reject, "take out" -> withdraw); plus bigrams of
-  adjacent content words ("limit_order") so phrases outrank scattered words.
-* Chinese: the same kind of thesaurus (提币 -> 提现, 爆仓 -> 强平), then each CJK run is cut at
-  function characters/words (的, 了, 吗, 怎么, 什么, ...) and every piece gives its character
-  unigrams and bigrams; Latin words inside Chinese ("2FA", "API", "USDT") are English tokens.
+  ("log in" -> login, "declined" -> reject, "take out" / "send ... out" -> withdraw,
+  "BSC" -> bep20); intent markers ("how do I" -> qhow, "how long" -> qlong, "why" -> qwhy)
+  kept as tokens, as they tell sibling articles apart (how to verify / why rejected / how long
+  the review takes); plus pairs of content words at most two words apart, in either order
+  ("limit_order", and cancel_withdraw for "cancel a pending withdrawal"), so phrases outrank
+  scattered words.
+* Chinese: segmented into words by jieba (``jieba-py``, its dictionary read from its wheel and
+  cut to its 7,000 most frequent words, plus every word of the domain lexicon ``zh_words.txt``,
+  which outrank them; no guessing of unknown words), each lexicon word read as its canonical
+  form (提币, 转出, 往外转 -> 提现; 币安链 -> bep20; 身份验证器 -> 谷歌验证器; 怎么, 如何 -> qhow);
+  function words (的, 了, 吗, 什么, ...) cut the text into stretches; every stretch gives its
+  character unigrams and bigrams (so a word missing from the lexicon still matches) and each
+  lexicon word of 3+ characters is a token too. Latin words inside Chinese ("2FA", "API",
+  "USDT", "fee") are English tokens, those the lexicon gives a Chinese form read as it ("fee"
+  -> 手续费, "kyc" -> 身份认证); a lone "U" is USDT.
 """
 
 from __future__ import annotations
@@ -19,12 +30,17 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jieba
 
 LANGUAGES: tuple[str, ...] = ("en", "zh")
 
 CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs (a regex class body)
 CJK_RE = re.compile(f"[{CJK}]")
-_CJK_RUN_RE = re.compile(f"[{CJK}]+")
+CJK_RUN_RE = re.compile(f"[{CJK}]+")
 _ASCII_LETTERS_RE = re.compile(r"[A-Za-z]+")
 _LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
 
@@ -70,14 +86,47 @@ _EN_FILLER = wordset(
 # Customer phrasings folded into the help centre's vocabulary, applied to articles and
 # questions alike (a small domain thesaurus, not a list of test questions).
 _EN_PHRASES = (
+    # what kind of answer is asked for: kept as tokens, they tell sibling articles apart
+    (r"\bhow\s+(?:long|many\s+(?:hours|days|minutes))\b", " qlong "),
+    (
+        r"\bhow\s+(?:do|can|to|should|would|could)\b|\bsteps?\s+to\b"
+        r"|\bwhere\s+(?:is|do|can)\b",
+        " qhow ",
+    ),
+    # "how long does it take": the verb adds nothing to qlong (but "take profit" stays)
+    (r"(\bqlong\b[^.?!]*?)\b(?:take|takes|took|taking)\b(?![- ]?profit)", r"\1"),
+    (r"\bwhy\b|\bhow\s+come\b", " qwhy "),
     (r"\be[- ]?mail", "email"),
     (r"\b(?:log|logged|logging|sign|signed|signing)[- ]?(?:in|on)(?:to)?\b", "login"),
     (r"\b(?:take|took|taking|cash|cashing)[- ]out\b", "withdraw"),
+    # "send my SOL out", "moved 50 usdt out" -> withdraw; "sent 1 BTC in" -> deposit
+    (
+        r"\b(?:send|sent|sending|sends|move|moved|moving|moves|transfer|transferred|transferring"
+        r"|pull|pulled|get|got|getting)\b((?:\s+[\w.]+){0,3}?)\s+(?:out|off)\b(?!\s+of\b)",
+        r"withdraw\1",
+    ),
+    (
+        r"\b(?:send|sent|sending|move|moved|moving|transfer|transferred|bring|brought|put)\b"
+        r"((?:\s+[\w.]+){0,3}?)\s+in\b(?=\s*(?:$|[,.!?]|to\b|as\b|from\b|and\b|but\b))",
+        r"deposit\1",
+    ),
     (r"\b(?:top|topped|topping)[- ]?up\b", "deposit"),
+    # "fund my account", "add funds", "put my eth into coinex" -> deposit
+    (
+        r"\bfund(?:ing|ed)?\s+(?:my|the|your)\s+(?:coinex\s+)?(?:account|wallet)\b"
+        r"|\b(?:add|adding|added)\s+(?:some\s+|more\s+)?(?:funds?|money|crypto|coins?)\b",
+        "deposit",
+    ),
+    (r"\b(?:put|putting)\b((?:\s+[\w.]+){0,3}?)\s+(?:into|onto)\b", r"deposit\1"),
+    (r"\b(?:sign|signed|signing)[- ]?up\b|\bregistration\b|\bregistering\b", "register"),
     (r"\b(?:show|showed|shows|showing|turn|turned)[- ]up\b", "arrive"),
     (r"\btwo[- ]factor\b|\b2[- ]step\b|\btwo[- ]step\b", "2fa"),
     (r"\bsub[- ]accounts?\b", "subaccount"),
-    (r"\bgoogle[- ]auth(?:enticator)?\b", "authenticator"),
+    (r"\bgoogle[- ]auth(?:enticator)?\b|\bauth[- ]app\b", "authenticator"),
+    (r"\bbinance[- ]smart[- ]chain\b|\bbnb[- ]chain\b|\bbsc\b|\bbep[- ]20\b", "bep20"),
+    (r"\btron\b|\btrc[- ]20\b", "trc20"),
+    (r"\btrust[- ]wallet\b", "trustwallet"),
+    (r"\berc[- ]20\b", "erc20"),
     (r"\bdestination[- ]tag\b", "memo"),
     (r"\bmargin[- ]call\b", "liquidation"),
 )
@@ -93,7 +142,7 @@ for _canonical, _variants in {
     "create": "make making made generate generated",
     "cancel": "cancelled canceled cancelling canceling revoke undo",
     "login": "logins signin",
-    "fee": "fees charge charges charged commission commissions",
+    "fee": "fees charge charges charged commission commissions cost costs costing",
     "fund": "funds money",
     "network": "networks chain chains",
     "memo": "memos tag tags",
@@ -116,30 +165,11 @@ for _canonical, _variants in {
     for _variant in _variants.split():
         _EN_SYNONYMS[_variant] = _canonical
 _EN_SYNONYMS["e"] = ""
-# Chinese spellings folded the same way (replaced in the text before tokenising).
-_ZH_SYNONYMS = (
-    ("强制平仓", "强平"),
-    ("爆仓", "强平"),
-    ("提币", "提现"),
-    ("提款", "提现"),
-    ("出金", "提现"),
-    ("充币", "充值"),
-    ("入金", "充值"),
-    ("入账", "到账"),
-    ("撤回", "撤销"),
-    ("登陆", "登录"),
-    ("实名认证", "身份认证"),
-    ("实名", "身份认证"),
-    ("谷歌验证码", "谷歌验证器"),
-)
-# Chinese characters and words that carry no topic: text is split at them.
+# Chinese characters and words that carry no topic: segmented like words, then dropped.
 _ZH_STOP_WORDS = (
-    "为什么",
     "怎么办",
     "怎么样",
-    "怎么",
     "什么",
-    "如何",
     "可以",
     "一下",
     "是不是",
@@ -150,16 +180,29 @@ _ZH_STOP_WORDS = (
     "你们",
     "我们",
     "能不能",
-    "为何",
-    "哪里",
     "多少",
     "时候",
-    "怎样",
+    "是什么",
+    "有没有",
+    "可不可以",
+    "要不要",
+    "这个",
+    "那个",
+    "一个",
+    "现在",
+    "但是",
+    "然后",
+    "因为",
+    "所以",
+    "如果",
+    "就是",
+    "还有",
+    "啥",
+    "咋",
+    "咋办",
+    "干嘛",
 )
 _ZH_STOP_CHARS = frozenset("的了吗呢吧啊呀嘛哦哈我你您他她它是在就都也么个这那请哪和与及或")
-_ZH_SPLIT_RE = re.compile(
-    "|".join(map(re.escape, _ZH_STOP_WORDS)) + "|[" + "".join(sorted(_ZH_STOP_CHARS)) + "]"
-)
 
 
 def _stem(word: str) -> str:
@@ -205,30 +248,179 @@ def en_pairs(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+INTENTS = frozenset(("qhow", "qlong", "qwhy"))
+
+
+PAIR_WINDOW = 2  # a word pairs with each of the next this many content words
+
+
+def word_pairs(words: list[str]) -> list[tuple[int, int, str]]:
+    """(i, j, token) for the pairs of content words at most ``PAIR_WINDOW`` apart, the token
+    independent of their order ("cancel a pending withdrawal" and "withdrawal cancel" share
+    cancel_withdraw)."""
+    return [
+        (i, j, "_".join(sorted((words[i], words[j]))))
+        for i in range(len(words))
+        for j in range(i + 1, min(len(words), i + 1 + PAIR_WINDOW))
+        if words[i] != words[j]
+    ]
+
+
 def _bigrams(words: list[str]) -> list[str]:
-    return [f"{a}_{b}" for a, b in itertools.pairwise(words) if a != b]
+    return [token for _, _, token in word_pairs(words)]
 
 
 def latin_part(text: str) -> str:
     """``text`` without its CJK runs (the Latin words of a Chinese text)."""
-    return _CJK_RUN_RE.sub(" ", text)
+    return CJK_RUN_RE.sub(" ", text)
+
+
+@functools.cache
+def _zh_lexicon() -> tuple[dict[str, str], dict[str, str], int]:
+    """(Chinese word -> canonical form, Latin token -> canonical form, longest word) of
+    ``zh_words.txt``; the function words are words whose canonical form is empty."""
+    words: dict[str, str] = {w: "" for w in _ZH_STOP_WORDS}
+    latin: dict[str, str] = {}
+    text = resources.files(__package__).joinpath("zh_words.txt").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        canonical, _, variants = line.rpartition("=") if "=" in line else ("", "", line)
+        canonical = canonical.strip()
+        for word in variants.split() if canonical else line.split():
+            if CJK_RE.search(word):
+                words.setdefault(word, canonical or word)
+            elif canonical:
+                for _, token in en_pairs(word):
+                    latin.setdefault(token, canonical)
+        if canonical and CJK_RE.search(canonical):
+            words.setdefault(canonical, canonical)
+    return words, latin, max(map(len, words))
+
+
+JIEBA_MIN_FREQ = 1000  # jieba's words at least this frequent (7k of 350k) join the lexicon's
+LEXICON_FREQ = 100_000  # the lexicon's words outrank jieba's general words
+
+
+@functools.cache
+def _jieba() -> jieba.Tokenizer:
+    """A jieba tokenizer over jieba's own dictionary (read from its wheel), cut to the words of
+    frequency >= ``JIEBA_MIN_FREQ`` to keep a worker's memory small, plus every word of the
+    domain lexicon. Built in memory: no cache file is written."""
+    import io
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    words, _, _ = _zh_lexicon()
+    lines = [f"{word} {LEXICON_FREQ}".encode() for word in words]
+    with resources.files("jieba").joinpath("_data/dict.txt").open("rb") as dictionary:
+        for line in dictionary:
+            word, freq = line.split(b" ", 2)[:2]
+            if int(freq) >= JIEBA_MIN_FREQ and word.decode() not in words:
+                lines.append(word + b" " + freq)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(io.BytesIO(b"\n".join(lines)))
+    tokenizer.initialized = True
+    return tokenizer
+
+
+def _segment(run: str) -> list[str]:
+    """``run`` cut into words by jieba (its dictionary's most frequent words and the lexicon's,
+    no guessing of unknown words); characters no word covers are pieces of their own."""
+    return list(_jieba().cut(run, HMM=False))
+
+
+def _zh_pieces(text: str) -> list[str | list[str]]:
+    """The CJK runs of ``text`` as canonical lexicon words (str) and runs of characters that no
+    word covers (list of characters); "" where a function word or a non-CJK character was."""
+    words, _, _ = _zh_lexicon()
+    pieces: list[str | list[str]] = []
+    loose: list[str] = []
+    for run in CJK_RUN_RE.findall(text):
+        for piece in _segment(run):
+            word = words.get(piece, piece)
+            if len(word) == 1 and piece not in _ZH_STOP_CHARS:
+                loose.append(word)
+                continue
+            if loose:
+                pieces.append(loose)
+                loose = []
+            pieces.append(word if piece not in _ZH_STOP_CHARS else "")
+        if loose:
+            pieces.append(loose)
+            loose = []
+        pieces.append("")
+    return pieces
 
 
 def zh_tokens(text: str) -> list[str]:
-    """Character unigrams and bigrams of the CJK runs of ``text``, cut at function words."""
-    for variant, canonical in _ZH_SYNONYMS:
-        text = text.replace(variant, canonical)
+    """Chinese tokens of ``text`` (see the module docstring): the unigrams and bigrams of each
+    stretch between function words, its lexicon words read as their canonical forms, plus the
+    lexicon words of 3+ characters whole and each lexicon word paired with the question's
+    intent markers (qhow_充值)."""
     tokens: list[str] = []
-    for run in _CJK_RUN_RE.findall(text):
-        for part in _ZH_SPLIT_RE.split(run):
-            tokens.extend(part)
-            tokens.extend(part[i : i + 2] for i in range(len(part) - 1))
+    stretch: list[str] = []
+
+    def flush() -> None:
+        chars = "".join(stretch)
+        tokens.extend(chars)
+        tokens.extend(chars[i : i + 2] for i in range(len(chars) - 1))
+        stretch.clear()
+
+    pieces = _zh_pieces(text)
+    intents = sorted({p for p in pieces if isinstance(p, str) and p in INTENTS})
+    for piece in pieces:
+        if isinstance(piece, list):
+            stretch.extend(piece)
+        elif not piece or not CJK_RE.match(piece):  # a boundary, or a Latin canonical form
+            flush()
+            tokens.extend(t for _, t in en_pairs(piece))
+        else:
+            stretch.append(piece)
+            if len(piece) > 2:
+                tokens.append(piece)
+            # what is asked about the word ("怎么充值" -> qhow_充值), wherever the intent stands
+            tokens.extend(f"{intent}_{piece}" for intent in intents)
+    flush()
     return tokens
+
+
+def zh_units(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """What a Chinese question is made of, for the confidence: (unit, tokens that show it in an
+    article). A lexicon word is shown by itself; a character no word covers by a bigram of its
+    run (single characters match nearly anything, so they do not count on their own)."""
+    units: list[tuple[str, tuple[str, ...]]] = []
+    for piece in _zh_pieces(text):
+        if isinstance(piece, list):
+            for i, ch in enumerate(piece):
+                around = piece[max(0, i - 1) : i + 2]
+                units.append((ch, tuple(a + b for a, b in itertools.pairwise(around))))
+        elif not piece:
+            continue
+        elif CJK_RE.match(piece):
+            units.append((piece, (piece,)))
+        else:
+            units.extend((t, (t,)) for _, t in en_pairs(piece))
+    return units
+
+
+_LONE_U_RE = re.compile(r"(?<![A-Za-z])[Uu](?![A-Za-z])")
+
+
+def zh_latin_pairs(text: str) -> list[tuple[str, str]]:
+    """(word, token) for the Latin words of a Chinese text, as ``en_pairs``; a token the lexicon
+    gives a Chinese form ("fee" -> 手续费, "kyc" -> 身份认证) is read as it, a lone "U" as usdt."""
+    _, latin, _ = _zh_lexicon()
+    pairs = en_pairs(_LONE_U_RE.sub(" usdt ", latin_part(text)))
+    return [(word, latin.get(token, token)) for word, token in pairs]
 
 
 def tokenize(text: str, lang: str) -> list[str]:
     """Tokens of ``text`` for the index of ``lang`` (see the module docstring)."""
     if lang == "zh":
-        return zh_tokens(text) + [t for _, t in en_pairs(latin_part(text))]
+        return zh_tokens(text) + [t for _, t in zh_latin_pairs(text)]
     words = [t for _, t in en_pairs(text)]
     return words + _bigrams(words)
