@@ -6,12 +6,14 @@ built from the installed collection's app/, that answers a chat question."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 from chat_client import ask, shutdown
 
 from playbook_runner import ROOT, free_port
@@ -52,6 +54,18 @@ def test_tarball_holds_the_layout_and_nothing_local(tarball: Path) -> None:
         assert wanted in names, wanted
     shipped = [n for n in names if any(bad in n for bad in NOT_SHIPPED) or n.endswith("/vault.yml")]
     assert not shipped, shipped
+
+
+def test_build_ignore_covers_local_files_a_clean_clone_lacks() -> None:
+    """What the tarball test cannot see in a clean clone: the operator's vault, deploys, venvs,
+    caches (ansible-galaxy matches build_ignore with fnmatch on the path from the root)."""
+    patterns = yaml.safe_load((ROOT / "galaxy.yml").read_text())["build_ignore"]
+    for path in ("inventories/production/.vault_pass", "inventories/staging/.vault_pass",
+                 "inventories/production/group_vars/all/vault.yml", ".venv", ".deploy",
+                 ".ansible", "app/src/coinex_chatbot/__pycache__",
+                 "app/src/coinex_chatbot.egg-info",
+                 "dist", "coinex-chatbot-1.0.0.tar.gz", ".pytest_cache"):  # fmt: skip
+        assert any(fnmatch.fnmatch(path, p) for p in patterns), path
 
 
 @pytest.mark.e2e
