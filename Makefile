@@ -31,7 +31,7 @@ test-app: setup  ## app tests on real redis-server, uWSGI, Dramatiq and Chromium
 test-role: setup  ## role: variable validation, README table, a real local deploy
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests
 
-molecule: setup  ## Molecule scenarios on real Docker (engine and images made by the scripts)
+molecule: setup  ## Molecule scenarios on real Docker (engine: scripts/molecule-all; images: each scenario builds missing ones)
 	scripts/molecule-all $(MOLECULE_SCENARIOS)
 
 test: lint test-app test-role molecule  ## everything CI runs
