@@ -90,7 +90,7 @@ def columns_aligned(lines: list[str]) -> None:
         assert cells[: len(starts)] == starts[: len(cells)], f"misaligned:\n{header}\n{line}"
 
 
-def one_line(run: PlaybookRun, expected: str) -> str:
+def one_line(run: PlaybookRun, expected: str, max_lines: int = 45) -> str:
     """The run failed with exactly one [ERROR] block, a single line that contains `expected`,
     printed once (besides the failed task's own result), and nothing of the noise."""
     assert run.rc != 0, run.output[-3000:]
@@ -104,7 +104,7 @@ def one_line(run: PlaybookRun, expected: str) -> str:
     )  # the [ERROR] line and the result
     for noise in NOISE:
         assert noise not in run.output, (noise, run.output[-3000:])
-    assert len(run.output.splitlines()) < 45, run.output
+    assert len(run.output.splitlines()) < max_lines, run.output
     print(line)
     return line
 
@@ -285,7 +285,8 @@ def test_a_deploy_after_a_rollback_says_it_goes_forward_again(healthy: Deploy) -
     assert said == [(first, second)], run.output[-4000:]
     # and only once: the next deploy is an ordinary one
     run = run_playbook("deploy.yml", *healthy.args())
-    assert run.rc == 0 and "the last change here was a rollback" not in run.output, run.output[-3000:]
+    assert run.rc == 0, run.output[-3000:]
+    assert "the last change here was a rollback" not in run.output, run.output[-3000:]
 
 
 # --- one line for every failure ---------------------------------------------------------------
@@ -324,7 +325,8 @@ def test_a_bad_ws_is_one_line(
 
 def test_a_missing_release_is_one_line(healthy: Deploy) -> None:
     run = run_playbook("rollback.yml", *healthy.args("-e", "release=1.0.0-19990101T000000Z"))
-    one_line(run, "no release 1.0.0-19990101T000000Z on localhost (current: ")
+    # the rollback reads facts, the record and the releases first: a longer run, still one error
+    one_line(run, "no release 1.0.0-19990101T000000Z on localhost (current: ", max_lines=70)
     assert (
         "pick one with -e release=NAME (playbooks/supervisorctl.yml -e op=releases lists them)"
         in run.output
