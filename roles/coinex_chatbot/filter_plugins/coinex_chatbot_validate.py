@@ -5,7 +5,8 @@ tasks/validate.yml asserts that `values | coinex_chatbot_invalid(mode, ws_choice
 - values: variable name -> value of every variable CHECKS names (the names come from
   `query('ansible.builtin.varnames', '^coinex_chatbot_') | coinex_chatbot_checked`);
 - mode: coinex_chatbot_mode (argument specs have checked it);
-- ws_choice: the WS in effect, {value, source, name} (vars/main.yml __coinex_chatbot_ws_choice).
+- ws_choice: the WS in effect, {value, source, name} (vars/main.yml __coinex_chatbot_ws_choice),
+  and by_mode: coinex_chatbot_ws_by_mode (checked when given).
 
 It returns one message per bad variable, each naming it, in CHECKS order; secrets are never shown
 (a Redis URL is shown with its user:password part masked). CHECKS is the one table of the checks
@@ -204,6 +205,20 @@ def user(value: object, _: None, ctx: Context) -> str | None:
     )
 
 
+def ws_by_mode(value: object, _: None, ctx: Context) -> str | None:
+    """{local: N, production: N}, each an integer in WS_RANGE."""
+    low, high = WS_RANGE
+    if isinstance(value, Mapping) and all(
+        (number := _as_int(value.get(mode))) is not None and low <= number <= high
+        for mode in ("local", "production")
+    ):
+        return None
+    return (
+        f"must map local and production to an integer from {low} to {high} each"
+        f" (the WS default per mode), got {_shown(value, 60)}"
+    )
+
+
 def rollback_release(value: object, _: None, ctx: Context) -> str | None:
     if _matches(r"[A-Za-z0-9._-]*", value) and value not in (".", ".."):
         return None
@@ -395,6 +410,12 @@ def coinex_chatbot_invalid(
     ws = integer(ws_choice["value"], WS_RANGE, ctx, WS_HINT.format(ws_choice["source"]))
     if ws:
         errors.append(f"{ws_choice['name']} {ws}")
+    # the WS default per mode, when validate.yml passes it with the choice (type-free in the
+    # argument specs, so a bad one is this one line, not a dump of the specs); not named twice
+    by_mode = ws_choice.get("by_mode")
+    problem = by_mode is not None and ws_by_mode(by_mode, None, ctx)
+    if problem and not (ws and str(ws_choice["name"]).startswith(V + "ws_by_mode")):
+        errors.append(f"{V}ws_by_mode {problem}")
     for name, check, argument in CHECKS:
         problem = check(values[name], argument, ctx)
         if problem:
