@@ -1,0 +1,1 @@
+../../roles/coinex_chatbot/library/coinex_chatbot_ops.py
