@@ -334,14 +334,23 @@ def test_a_missing_release_is_one_line(healthy: Deploy) -> None:
 
 
 def production_copy(tmp: Path, vault: bool) -> Path:
-    """inventories/production with one chatbot host nobody answers for (127.0.0.1 port 1);
-    vault=False keeps the encrypted vault.yml (and gives no password)."""
+    """inventories/production with one chatbot host nobody answers for (127.0.0.1 port 1) and
+    the secrets of vault.yml.example: encrypted with a password the run is not given (vault=True),
+    or in plain text (vault=False)."""
     inventory = tmp / "production"
     shutil.copytree(ROOT / "inventories/production", inventory)
-    if not vault:
-        (inventory / "group_vars/all/vault.yml").write_text(
-            'vault_coinex_chatbot_secret_key: "0123456789abcdef0123"\n'
-            'vault_coinex_chatbot_redis_password: "0123456789abcdef0123"\n'
+    secrets = inventory / "group_vars/all/vault.yml"
+    secrets.write_text(
+        'vault_coinex_chatbot_secret_key: "0123456789abcdef0123"\n'
+        'vault_coinex_chatbot_redis_password: "0123456789abcdef0123"\n'
+    )
+    if vault:
+        password = tmp / "vault_pass"
+        password.write_text("a password the playbook runs are not given\n")
+        subprocess.run(
+            [str(ROOT / ".venv/bin/ansible-vault"), "encrypt", "--vault-password-file",
+             str(password), str(secrets)],
+            check=True, capture_output=True,
         )
     (inventory / "hosts.yml").write_text(
         "chatbot:\n  hosts:\n    chatbot-9.invalid:\n      ansible_host: 127.0.0.1\n"
