@@ -90,7 +90,7 @@ def columns_aligned(lines: list[str]) -> None:
         assert cells[: len(starts)] == starts[: len(cells)], f"misaligned:\n{header}\n{line}"
 
 
-def one_line(run: PlaybookRun, expected: str, max_lines: int = 45) -> str:
+def one_line(run: PlaybookRun, expected: str, max_lines: int = 50) -> str:
     """The run failed with exactly one [ERROR] block, a single line that contains `expected`,
     printed once (besides the failed task's own result), and nothing of the noise."""
     assert run.rc != 0, run.output[-3000:]
