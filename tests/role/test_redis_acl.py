@@ -26,7 +26,7 @@ import yaml
 from playbook_runner import ROOT, free_port
 
 sys.path.insert(0, str(ROOT / "app" / "tests"))
-from services import REDIS_SERVER, running_stack, wait_for
+from services import REDIS_SERVER, Stack, running_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 RULES = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/vars/main.yml").read_text())[
@@ -35,6 +35,15 @@ RULES = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/vars/main.yml").read_
 APP_USER = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/defaults/main.yml").read_text())[
     "coinex_chatbot_redis_app_user"
 ]
+# the memory policy line the role appends to redis.conf (its blockinfile block)
+_TASKS = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/tasks/main.yml").read_text())
+_BLOCK = next(
+    t["ansible.builtin.blockinfile"]["block"]
+    for task in _TASKS
+    for t in task.get("block", [])
+    if "ansible.builtin.blockinfile" in t
+)
+POLICY = next(line for line in _BLOCK.splitlines() if line.startswith("maxmemory-policy "))
 ADMIN_PASSWORD = "admin-password-for-the-acl-test"
 APP_PASSWORD = "app-password-for-the-acl-test"
 # what the app user must never run (each with harmless arguments: refused before it runs)
@@ -81,7 +90,7 @@ def start_redis(tmp: Path, rules: str) -> AclRedis:
     conf = tmp / "redis.conf"
     conf.write_text(
         f'port {port}\nbind 127.0.0.1\nprotected-mode yes\ndir {tmp}\nsave ""\n'
-        f"requirepass {ADMIN_PASSWORD}\nmaxmemory 64mb\nmaxmemory-policy noeviction\n"
+        f"requirepass {ADMIN_PASSWORD}\nmaxmemory 64mb\n{POLICY}\n"
         f"user {APP_USER} on #{digest} {rules}\n"
         "enable-debug-command yes\nenable-module-command yes\n"
     )
@@ -121,10 +130,27 @@ def test_the_app_works_as_the_acl_user(acl_redis: AclRedis, tmp_path: Path) -> N
         assert answered["status"] == "answered", answered
         escalated = stack.ask("What's the best recipe for lasagna?")  # off topic: a ticket
         assert escalated["status"] == "escalated", escalated
+        full_redis_refuses_writes_and_keeps_data(acl_redis, stack, answered["message_id"])
+        assert stack.ask("How do I reset my 2FA?")["status"] == "answered"
     admin = acl_redis.admin()
     assert admin.xlen("chatbot:escalations") == 1
     assert admin.ttl(f"chatbot:conv:{answered['conversation_id']}") > 0
     assert denied(acl_redis) == []
+
+
+def full_redis_refuses_writes_and_keeps_data(server: AclRedis, stack: Stack, kept: str) -> None:
+    """maxmemory reached (set below what is used): noeviction refuses writes, the API answers 503
+    with Retry-After, nothing stored is evicted; writes work again once there is room."""
+    admin = server.admin()
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory", str(used // 2))
+    try:
+        reply = stack.post("/api/v1/conversations", json={})
+        assert reply.status_code == 503 and reply.headers.get("Retry-After"), reply.text
+        assert admin.exists(f"chatbot:msg:{kept}")
+        assert admin.info("stats")["evicted_keys"] == 0
+    finally:
+        admin.config_set("maxmemory", "64mb")
 
 
 def test_dramatiq_requeues_a_dead_workers_messages_as_the_acl_user(acl_redis: AclRedis) -> None:
