@@ -343,6 +343,7 @@ def production_copy(tmp: Path, vault: bool) -> Path:
     secrets.write_text(
         'vault_coinex_chatbot_secret_key: "0123456789abcdef0123"\n'
         'vault_coinex_chatbot_redis_password: "0123456789abcdef0123"\n'
+        'vault_coinex_chatbot_redis_app_password: "0123456789abcdef0123"\n'
     )
     if vault:
         password = tmp / "vault_pass"

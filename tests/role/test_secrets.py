@@ -32,6 +32,18 @@ def test_secret_key_is_not_in_vvv_output(tmp_path: Path) -> None:
         assert holders, "the secret was not deployed at all"
         for path in holders:
             assert path.stat().st_mode & 0o077 in (0o040, 0o000), f"{path} is too open"
+        # the local Redis password the role generated on the host: never shown, only in 0600
+        # files (its own, redis.conf) and the 0640 ones the app reads it from (its Redis URL)
+        redis_password = (base / "shared/config/redis_password").read_text()
+        assert len(redis_password) >= 32
+        leaked = [line[:200] for line in run.output.splitlines() if redis_password in line]
+        assert not leaked, leaked
+        files = [*(base / "shared").rglob("*"), *(base / "logs").rglob("*"),
+                 base / "local_supervisord.conf"]  # fmt: skip
+        holders = {p.name: p.stat().st_mode & 0o777 for p in files
+                   if p.is_file() and redis_password in p.read_text(errors="replace")}  # fmt: skip
+        assert holders == {"redis_password": 0o600, "redis.conf": 0o600, "app.env": 0o640,
+                           "coinex_customer_chatbot.conf": 0o640}, holders  # fmt: skip
     finally:
         conf = base / "local_supervisord.conf"
         if conf.exists():

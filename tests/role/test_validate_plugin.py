@@ -80,9 +80,16 @@ VALID: dict[str, Any] = {
     V + "redis_url": "",
     V + "secret_key": "",
     V + "redis_password": "",
+    V + "redis_app_password": "",
+    V + "local_redis_maxmemory": "256mb",
 }
 WS = {"value": 2, "source": "local mode default", "name": "coinex_chatbot_ws_by_mode.local"}
-PRODUCTION = {V + "secret_key": "k" * 16, V + "redis_password": "p" * 16, V + "http_port": 8000}
+PRODUCTION = {
+    V + "secret_key": "k" * 16,
+    V + "redis_password": "p" * 16,
+    V + "redis_app_password": "a" * 16,
+    V + "http_port": 8000,
+}
 
 
 def invalid(mode: str = "local", ws: dict[str, Any] | None = None, **changes: Any) -> list[str]:
@@ -97,6 +104,10 @@ def one(**changes: Any) -> str:
     assert len(errors) == 1, errors
     assert errors[0].startswith(V + next(iter(changes)) + " "), errors
     return errors[0]
+
+
+def prod_args() -> dict[str, Any]:
+    return {k.removeprefix(V): v for k, v in PRODUCTION.items()}
 
 
 def test_valid_sets_pass() -> None:
@@ -397,21 +408,48 @@ def test_port_clash_with_the_loopback_redis() -> None:
 
 def test_secrets_are_never_shown() -> None:
     short = SECRET[:10]
-    errors = invalid("production", secret_key=short, redis_password=short, http_port=8000)
+    errors = invalid(
+        "production", secret_key=short, redis_password=short, redis_app_password=short,
+        http_port=8000,
+    )  # fmt: skip
     assert errors == [
         f"{V}secret_key must be a string; in production mode it is required, at least 16"
         " characters (keep it in a vault)",
         f"{V}redis_password must be a string; required (at least 16 characters, vaulted) when"
         " production mode runs its own Redis",
+        f"{V}redis_app_password must be empty (derived) or at least 16 characters (vaulted)",
+    ]
+    same = "s" * 20
+    assert invalid(
+        "production", **{**prod_args(), "redis_password": same, "redis_app_password": same}
+    ) == [
+        f"{V}redis_app_password must differ from coinex_chatbot_redis_password (the default"
+        " user's, every command)"
     ]
     assert invalid("production", secret_key="", redis_password="x", redis_url="redis://r")[0] == (
         errors[0].replace(short, "")
     )
-    listed = invalid(secret_key=[SECRET], redis_password={"pw": SECRET})
-    assert len(listed) == 2 and all(SECRET not in e for e in listed), listed
+    listed = invalid(
+        secret_key=[SECRET], redis_password={"pw": SECRET}, redis_app_password=[SECRET]
+    )
+    assert len(listed) == 3 and all(SECRET not in e for e in listed), listed
     # local mode: both may be empty; a URL of its own: no Redis password needed
     assert invalid(secret_key="", redis_password="") == []
+    # the app user's password may be left empty (derived from the default user's)
+    assert invalid("production", **{**prod_args(), "redis_app_password": ""}) == []
     assert invalid("production", secret_key="k" * 16, redis_url="redis://r", http_port=80) == []
+
+
+@pytest.mark.parametrize("size", ["256mb", "1gb", "1G", "500000", "64m"])
+def test_local_redis_maxmemory_good(size: str) -> None:
+    assert invalid(local_redis_maxmemory=size) == []
+
+
+@pytest.mark.parametrize("size", ["", "0", "0mb", "-1mb", "256 mb", "lots", 256.5, True])
+def test_local_redis_maxmemory_bad(size: object) -> None:
+    assert "must be a Redis memory size above 0 like 256mb or 1gb" in one(
+        local_redis_maxmemory=size
+    )
 
 
 def test_long_values_are_cut() -> None:

@@ -33,11 +33,13 @@ while REDIS_PORT == HTTP_PORT:
     REDIS_PORT = free_port()
 SECRET_KEY = secrets.token_hex(16)
 REDIS_PASSWORD = secrets.token_hex(10)
-# a valid production set: the secret key and the Redis password of the role's own Redis
+REDIS_APP_PASSWORD = secrets.token_hex(10)
+# a valid production set: the secret key and the Redis passwords of the role's own Redis
 PROD = (
     "coinex_chatbot_mode=production",
     f"coinex_chatbot_secret_key={SECRET_KEY}",
     f"coinex_chatbot_redis_password={REDIS_PASSWORD}",
+    f"coinex_chatbot_redis_app_password={REDIS_APP_PASSWORD}",
 )
 V = "coinex_chatbot_"  # prefix of every variable name
 
@@ -205,6 +207,13 @@ BAD = [
         f"{V}redis_password={REDIS_PASSWORD[:8]}",
         names="redis_password",
         hidden=(SECRET_KEY, REDIS_PASSWORD[:8]),
+    ),
+    case(
+        "production-short-redis-app-password",
+        *PROD,
+        f"{V}redis_app_password={REDIS_APP_PASSWORD[:8]}",
+        names="redis_app_password",
+        hidden=(SECRET_KEY, REDIS_PASSWORD, REDIS_APP_PASSWORD[:8]),
     ),
 ]
 

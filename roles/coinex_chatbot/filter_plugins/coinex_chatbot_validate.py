@@ -299,6 +299,18 @@ def redis_password(value: object, _: None, ctx: Context) -> str | None:
     )
 
 
+def redis_app_password(value: object, _: None, ctx: Context) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if ctx.mode == "local" or ctx.redis_url != "" or value == "":
+        return None  # empty: derived from coinex_chatbot_redis_password (vars/production.yml)
+    if len(value) < 16:
+        return "must be empty (derived) or at least 16 characters (vaulted)"
+    if value == ctx.values["coinex_chatbot_redis_password"]:
+        return "must differ from coinex_chatbot_redis_password (the default user's, every command)"
+    return None
+
+
 V = "coinex_chatbot_"
 # Every check, in report order: (variable, check, argument). An integer's argument is its range,
 # or the app setting (environment variable) whose range the app's config.py gives; WS comes first
@@ -350,10 +362,16 @@ CHECKS: tuple[tuple[str, Check, Any], ...] = (
     ),
     (V + "local_supervisor_version", matches, (r"[0-9]+([.][0-9]+)*", "a version like 4.3.0")),
     (V + "rollback_release", rollback_release, None),
+    (
+        V + "local_redis_maxmemory",
+        matches,
+        (r"[1-9][0-9]*([KkMmGg][Bb]?)?", "a Redis memory size above 0 like 256mb or 1gb"),
+    ),
     (V + "redis_url", redis_url, None),
     (V + "http_port", port_clash, None),
     (V + "secret_key", secret_key, None),
     (V + "redis_password", redis_password, None),
+    (V + "redis_app_password", redis_app_password, None),
 )
 CHECKED = tuple(dict.fromkeys(name for name, _, _ in CHECKS))
 
