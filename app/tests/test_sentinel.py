@@ -237,7 +237,11 @@ def test_losing_the_primary_loses_nothing(cluster: Cluster, app_env, tmp_path: P
         failed = [r for r in load.requests if not 200 <= r[2] < 300]
         back = first_success_after_last_failure(load, killed) - killed
         store = cluster.client(new_primary)
-        wait_for(lambda: none_pending(store, load), 60, "no accepted message still pending")
+        try:
+            wait_for(lambda: none_pending(store, load), 60, "no accepted message still pending")
+        except AssertionError as exc:
+            worker_log = stack.processes["dramatiq"].output()
+            raise AssertionError(f"{exc}\n{diagnose(store, load, worker_log)}") from None
         stored = {cid: store.lrange(f"chatbot:conv:{cid}:messages", 0, -1) for cid in load.keys}
         stored_ids = [mid for mids in stored.values() for mid in mids]
         lost = [mid for mid in load.accepted if mid not in set(stored_ids)]
@@ -297,3 +301,52 @@ def first_success_after_last_failure(load: Load, killed: float) -> float:
 def none_pending(store: redis.Redis, load: Load) -> bool:
     """Every accepted message is answered or escalated, or gone (lost: counted afterwards)."""
     return all(store.hget(f"chatbot:msg:{mid}", "status") != "pending" for mid in load.accepted)
+
+
+def diagnose(store: redis.Redis, load: Load, worker_log: str) -> str:
+    """Where each accepted message still pending is on the new primary, to tell why it waits.
+
+    Its record (idempotency key, replays, enqueued_at); its Dramatiq message in a queue's hash,
+    in a queue's list (waiting) or in a worker id's ack set (fetched, not acked), with the age of
+    that worker id's last heartbeat; the worker ids the Dramatiq worker rotated to.
+    """
+    now_ms = time.time() * 1000
+    heartbeats = dict(store.zrange("dramatiq:__heartbeats__", 0, -1, withscores=True))
+    queues = {}  # queue -> {redis message id: encoded message}
+    for key in store.scan_iter("dramatiq:*.msgs"):
+        queues[key[len("dramatiq:") : -len(".msgs")]] = store.hgetall(key)
+    lines = []
+    for mid, (cid, key) in load.accepted.items():
+        record = store.hgetall(f"chatbot:msg:{mid}")
+        if record.get("status") != "pending":
+            continue
+        idem = store.get(f"chatbot:conv:{cid}:idem:{key}")
+        shown = {k: v for k, v in record.items() if k != "text"}
+        lines.append(f"pending {mid}: record {shown}, idempotency key names {idem}")
+        found = False
+        for queue, messages in queues.items():
+            for rid, data in messages.items():
+                if mid not in data:
+                    continue
+                found = True
+                waiting = rid in store.lrange(f"dramatiq:{queue}", 0, -1)
+                holders = [
+                    k for k in store.scan_iter(f"dramatiq:__acks__.*.{queue}")
+                    if store.sismember(k, rid)
+                ]  # fmt: skip
+                ages = {
+                    h: round((now_ms - heartbeats[w]) / 1000, 1) if w in heartbeats else None
+                    for h in holders
+                    for w in [h[len("dramatiq:__acks__.") : -len(queue) - 1]]
+                }
+                lines.append(
+                    f"  dramatiq message {rid} in {queue}.msgs: in the queue list {waiting},"
+                    f" in ack sets (heartbeat age s) {ages}"
+                )
+        if not found:
+            lines.append("  no Dramatiq message for it on the new primary")
+    rotations = [line for line in worker_log.splitlines() if "worker id" in line]
+    ages = {w: round((now_ms - t) / 1000, 1) for w, t in heartbeats.items()}
+    lines.append(f"heartbeats (age s): {ages}")
+    lines.append(f"worker id rotations: {rotations}")
+    return "\n".join(lines)
