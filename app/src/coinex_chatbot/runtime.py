@@ -20,7 +20,8 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from .config import Settings, load_settings
@@ -122,6 +123,74 @@ class RetryAfterRedisReturns(Middleware):
                     time.sleep(1)
 
 
+class ReconcilingConsumer(_RedisConsumer):
+    """A consumer that puts back what its worker id's ack set holds but it does not.
+
+    A fetch adds the message to the set of the worker id; the ack removes it. After a failover
+    that set on the promoted replica may hold messages this process no longer has: fetched on the
+    lost primary, then answered and acked there (writes that never reached a replica), or
+    fetched by a call whose reply was lost and that redis-py retried on the new primary. No
+    error need reach Dramatiq (redis-py retries, and reconnects a broken pooled connection
+    silently), so the worker id is not rotated and goes on heartbeating: maintenance never puts
+    them back. Every CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS this consumer compares the set with
+    the messages it holds (fetched, not yet acked) and requeues the others. Requeue removes a
+    message from the set first, so one acked meanwhile is not put back; one put back that was
+    answered is a duplicate that Store.complete ignores.
+    """
+
+    def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.held: set[str] = set()  # Redis ids of the messages returned and not yet (n)acked
+        self.interval = broker.heartbeat_timeout / 1000
+        self.next_check = time.monotonic() + self.interval
+
+    def __next__(self) -> dramatiq.MessageProxy | None:
+        if time.monotonic() >= self.next_check:
+            try:
+                self.requeue_orphans()
+            except redis.ConnectionError as e:
+                raise ConnectionClosed(e) from None
+            self.next_check = time.monotonic() + self.interval
+        message = super().__next__()
+        if message is not None:
+            self.held.add(message.options["redis_message_id"])
+        return message
+
+    def ack(self, message: dramatiq.MessageProxy) -> None:
+        try:
+            super().ack(message)
+        finally:
+            self.held.discard(message.options["redis_message_id"])
+
+    def nack(self, message: dramatiq.MessageProxy) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self.held.discard(message.options["redis_message_id"])
+
+    def requeue_orphans(self) -> None:
+        broker = self.broker
+        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        in_set = {m.decode() if isinstance(m, bytes) else m for m in broker.client.smembers(acks)}
+        # read after the set: a message acked in between is in neither, or its requeue is a no-op
+        held = set(self.held)
+        held |= {
+            dramatiq.Message.decode(data).options["redis_message_id"]
+            for data in list(self.message_cache)
+            if data is not None
+        }
+        orphans = sorted(in_set - held)
+        if orphans:
+            log.warning(
+                "requeueing %d message(s) of %s held by worker id %s but not by this worker: %s",
+                len(orphans),
+                self.queue_name,
+                broker.broker_id,
+                orphans,
+            )
+            broker.do_requeue(self.queue_name, *orphans)
+
+
 class FailoverSafeRedisBroker(RedisBroker):
     """A worker whose consumer restarts (its Redis connection was lost) goes on under a new id.
 
@@ -136,6 +205,10 @@ class FailoverSafeRedisBroker(RedisBroker):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.consumed: set[str] = set()  # the queues a consumer was started for
+
+    @property
+    def consumer_class(self) -> type[ReconcilingConsumer]:
+        return ReconcilingConsumer
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
         if queue_name in self.consumed:  # a restart: the consumer thread lost its connection
