@@ -261,12 +261,16 @@ def test_losing_the_primary_loses_nothing(cluster: Cluster, app_env, tmp_path: P
             "the old primary to rejoin as a replica",
         )
         rejoined = time.monotonic() - restarted
+        worker_log = stack.processes["dramatiq"].output()
+        resent = worker_log.count("after its task was sent: sending it again")
+        orphans = worker_log.count("but not by this worker")
         print(
             f"\nsentinel failover: promotion {promoted:.1f} s, API 2xx again {back:.1f} s after"
             f" the kill, {len(load.requests)} requests, {len(failed)} failed"
             f" ({Counter(r[2] for r in failed)}), {len(load.accepted)} accepted,"
             f" lost {len(lost)}, duplicates {duplicates}, statuses {dict(statuses)},"
-            f" old primary a replica {rejoined:.1f} s after its restart"
+            f" old primary a replica {rejoined:.1f} s after its restart; tasks sent again for"
+            f" stale pending messages {resent}, orphaned fetches requeued {orphans}"
         )
         assert load.unexpected == [], load.unexpected
         assert promoted <= PROMOTION_LIMIT_S, promoted

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -191,6 +192,45 @@ class ReconcilingConsumer(_RedisConsumer):
             broker.do_requeue(self.queue_name, *orphans)
 
 
+class ResendStalePending(Middleware):
+    """Each Dramatiq worker process sends anew the task of a message pending for too long.
+
+    The message record and its task are separate writes (the store's connection, then the
+    broker's), and so are a task's answer and its ack: when the primary is lost, the promoted
+    replica may have one without the other. A message left pending with no task to answer it
+    (the enqueue lost, or the task acked on the new primary while its answer was lost with the
+    old one) would stay pending for ever. The store indexes pending messages by when their task
+    was sent; every half ``older_than_s`` this sends the task again of each one still pending
+    that long after (claimed atomically: one sweeper sends it). A task sent twice answers once:
+    the actor does nothing for a message no longer pending, and Store.complete acts only once.
+    """
+
+    def __init__(self, older_than_s: float) -> None:
+        self.older_than_s = older_than_s
+        self.stop = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        threading.Thread(target=self.run, name="resend-stale-pending", daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stop.set()
+
+    def run(self) -> None:
+        from .tasks import answer_message
+
+        while not self.stop.wait(self.older_than_s / 2):
+            try:
+                for mid in get_runtime().store.claim_stale_pending(self.older_than_s):
+                    log.warning(
+                        "message %s still pending %.0f s after its task was sent: sending it again",
+                        mid,
+                        self.older_than_s,
+                    )
+                    answer_message.send(mid)
+            except redis.RedisError as e:
+                log.warning("could not resend the tasks of stale pending messages: %s", e)
+
+
 class FailoverSafeRedisBroker(RedisBroker):
     """A worker whose consumer restarts (its Redis connection was lost) goes on under a new id.
 
@@ -238,4 +278,5 @@ def make_broker(s: Settings) -> RedisBroker:
     broker.add_middleware(WarmUp())
     broker.add_middleware(DieWithParent())
     broker.add_middleware(RetryAfterRedisReturns())
+    broker.add_middleware(ResendStalePending(s.broker_heartbeat_timeout_ms / 1000))
     return broker
