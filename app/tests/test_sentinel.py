@@ -1,7 +1,7 @@
 """The app through Redis Sentinel survives the loss of the Redis primary (issue 12).
 
 Real processes on free ports: a password-protected primary, two replicas, three Sentinels
-(``redis-server --sentinel``, quorum 2, down-after 1 s), uWSGI (2 processes) and a Dramatiq worker
+(``redis-server --sentinel``, quorum 2, down-after 2 s), uWSGI (2 processes) and a Dramatiq worker
 configured with CHATBOT_REDIS_SENTINELS and CHATBOT_REDIS_WAIT_REPLICAS=1. Posters send messages
 as the chat page does (one Idempotency-Key per message, retried with the same key after a 503 or
 a timeout) while the primary is SIGKILLed. Just before the kill the replicas are paused (SIGSTOP)
@@ -45,6 +45,9 @@ POSTERS = 4
 LOAD_BEFORE_KILL_S = 3.0
 LOAD_AFTER_RECOVERY_S = 3.0
 REPLICA_LAG_S = 0.7  # the primary has no replica this long before it is killed
+# 1000 on a loaded 2-core machine: a Sentinel whose new link to the just promoted replica had not
+# answered within 1 s declared it down too, and a second failover lost the first one's writes
+DOWN_AFTER_MS = 2000
 QUESTIONS = [
     "How do I withdraw USDT?",
     "How do I verify my identity (KYC)?",
@@ -79,7 +82,7 @@ class Cluster:
             f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\nrequirepass {SENTINEL_PASSWORD}\n"
             f"sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n"
             f"sentinel auth-pass {MASTER} {PASSWORD}\n"
-            f"sentinel down-after-milliseconds {MASTER} 1000\n"
+            f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER} 5000\n"
             f"sentinel parallel-syncs {MASTER} 2\n"
         )
