@@ -55,3 +55,20 @@ def test_everything_a_conversation_stores_expires(redis_client):
     ttls = {key: redis_client.ttl(key) for key in keys}
     assert all(0 < ttl <= TTL for ttl in ttls.values()), ttls
     redis_client.delete(store.stream)
+
+
+def test_a_message_pending_too_long_is_claimed_once_until_it_is_answered(redis_client):
+    store = Store(redis_client, TTL, "unused")
+    cid = store.create_conversation("en")
+    mid = store.add_message_once(cid, "How do I withdraw USDT?", "en", str(uuid.uuid4())).message_id
+    other = store.add_message(cid, "How do I create an API key?", "en")
+    claimed = store.claim_stale_pending(0, limit=100_000)
+    assert {mid, other} <= set(claimed)
+    assert not {mid, other} & set(store.claim_stale_pending(60))  # marked sent just now
+    assert {mid, other} <= set(store.claim_stale_pending(0, limit=100_000))  # stale again
+    message = {"conversation_id": cid, "text": "How do I withdraw USDT?", "lang": "en"}
+    assert store.complete(mid, message, "answered", "an answer", [], 0.9)
+    store.discard_message(cid, other)
+    assert redis_client.zscore("chatbot:pending", mid) is None
+    assert redis_client.zscore("chatbot:pending", other) is None
+    assert not {mid, other} & set(store.claim_stale_pending(0, limit=100_000))

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from .config import Settings, load_settings
@@ -122,6 +124,113 @@ class RetryAfterRedisReturns(Middleware):
                     time.sleep(1)
 
 
+class ReconcilingConsumer(_RedisConsumer):
+    """A consumer that puts back what its worker id's ack set holds but it does not.
+
+    A fetch adds the message to the set of the worker id; the ack removes it. After a failover
+    that set on the promoted replica may hold messages this process no longer has: fetched on the
+    lost primary, then answered and acked there (writes that never reached a replica), or
+    fetched by a call whose reply was lost and that redis-py retried on the new primary. No
+    error need reach Dramatiq (redis-py retries, and reconnects a broken pooled connection
+    silently), so the worker id is not rotated and goes on heartbeating: maintenance never puts
+    them back. Every CHATBOT_BROKER_HEARTBEAT_TIMEOUT_MS this consumer compares the set with
+    the messages it holds (fetched, not yet acked) and requeues the others. Requeue removes a
+    message from the set first, so one acked meanwhile is not put back; one put back that was
+    answered is a duplicate that Store.complete ignores.
+    """
+
+    def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)
+        self.held: set[str] = set()  # Redis ids of the messages returned and not yet (n)acked
+        self.interval = broker.heartbeat_timeout / 1000
+        self.next_check = time.monotonic() + self.interval
+
+    def __next__(self) -> dramatiq.MessageProxy | None:
+        if time.monotonic() >= self.next_check:
+            try:
+                self.requeue_orphans()
+            except redis.ConnectionError as e:
+                raise ConnectionClosed(e) from None
+            self.next_check = time.monotonic() + self.interval
+        message = super().__next__()
+        if message is not None:
+            self.held.add(message.options["redis_message_id"])
+        return message
+
+    def ack(self, message: dramatiq.MessageProxy) -> None:
+        try:
+            super().ack(message)
+        finally:
+            self.held.discard(message.options["redis_message_id"])
+
+    def nack(self, message: dramatiq.MessageProxy) -> None:
+        try:
+            super().nack(message)
+        finally:
+            self.held.discard(message.options["redis_message_id"])
+
+    def requeue_orphans(self) -> None:
+        broker = self.broker
+        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        in_set = {m.decode() if isinstance(m, bytes) else m for m in broker.client.smembers(acks)}
+        # read after the set: a message acked in between is in neither, or its requeue is a no-op
+        held = set(self.held)
+        held |= {
+            dramatiq.Message.decode(data).options["redis_message_id"]
+            for data in list(self.message_cache)
+            if data is not None
+        }
+        orphans = sorted(in_set - held)
+        if orphans:
+            log.warning(
+                "requeueing %d message(s) of %s held by worker id %s but not by this worker: %s",
+                len(orphans),
+                self.queue_name,
+                broker.broker_id,
+                orphans,
+            )
+            broker.do_requeue(self.queue_name, *orphans)
+
+
+class ResendStalePending(Middleware):
+    """Each Dramatiq worker process sends anew the task of a message pending for too long.
+
+    The message record and its task are separate writes (the store's connection, then the
+    broker's), and so are a task's answer and its ack: when the primary is lost, the promoted
+    replica may have one without the other. A message left pending with no task to answer it
+    (the enqueue lost, or the task acked on the new primary while its answer was lost with the
+    old one) would stay pending for ever. The store indexes pending messages by when their task
+    was sent; every half ``older_than_s`` this sends the task again of each one still pending
+    that long after (claimed atomically: one sweeper sends it). A task sent twice answers once:
+    the actor does nothing for a message no longer pending, and Store.complete acts only once.
+    """
+
+    def __init__(self, older_than_s: float) -> None:
+        self.older_than_s = older_than_s
+        self.stop = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        threading.Thread(target=self.run, name="resend-stale-pending", daemon=True).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.stop.set()
+
+    def run(self) -> None:
+        from .tasks import answer_message
+
+        while not self.stop.wait(self.older_than_s / 2):
+            try:
+                for mid in get_runtime().store.claim_stale_pending(self.older_than_s):
+                    log.warning(
+                        "message %s still pending %.0f s after its task was sent: sending it again",
+                        mid,
+                        self.older_than_s,
+                    )
+                    answer_message.send(mid)
+            except redis.RedisError as e:
+                log.warning("could not resend the tasks of stale pending messages: %s", e)
+
+
 class FailoverSafeRedisBroker(RedisBroker):
     """A worker whose consumer restarts (its Redis connection was lost) goes on under a new id.
 
@@ -136,6 +245,10 @@ class FailoverSafeRedisBroker(RedisBroker):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.consumed: set[str] = set()  # the queues a consumer was started for
+
+    @property
+    def consumer_class(self) -> type[ReconcilingConsumer]:
+        return ReconcilingConsumer
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> dramatiq.Consumer:
         if queue_name in self.consumed:  # a restart: the consumer thread lost its connection
@@ -165,4 +278,5 @@ def make_broker(s: Settings) -> RedisBroker:
     broker.add_middleware(WarmUp())
     broker.add_middleware(DieWithParent())
     broker.add_middleware(RetryAfterRedisReturns())
+    broker.add_middleware(ResendStalePending(s.broker_heartbeat_timeout_ms / 1000))
     return broker

@@ -20,9 +20,11 @@ import redis
 from .config import Settings
 
 PREFIX = "chatbot"
+PENDING = f"{PREFIX}:pending"  # sorted set: pending message id -> when its task was last sent
 MAX_LISTED_MESSAGES = 200
 
 _COMPLETE = """
+redis.call('ZREM', KEYS[3], ARGV[7])
 if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
   return 0
 end
@@ -35,8 +37,8 @@ end
 return 1
 """
 
-# KEYS: the idempotency key, the message, the conversation's list, the conversation.
-# ARGV: new message id, conversation id, text, lang, created_at, TTL in seconds.
+# KEYS: the idempotency key, the message, the conversation's list, the conversation, the
+# pending index. ARGV: new message id, conversation id, text, lang, created_at, TTL in seconds.
 # Returns the new id when it stored the message, else the id the key already names.
 _ADD_ONCE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[6]) then
@@ -48,7 +50,25 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 redis.call('EXPIRE', KEYS[4], ARGV[6])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 return ARGV[1]
+"""
+
+# KEYS: the pending index. ARGV: sent before this time, now, at most this many, message key prefix.
+# The messages still pending that were last sent before ARGV[1], marked sent now; the index
+# forgets the others (completed, or expired with their conversation).
+_CLAIM_STALE = """
+local out = {}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, mid in ipairs(ids) do
+  if redis.call('HGET', ARGV[4] .. mid, 'status') == 'pending' then
+    redis.call('ZADD', KEYS[1], ARGV[2], mid)
+    out[#out + 1] = mid
+  else
+    redis.call('ZREM', KEYS[1], mid)
+  end
+end
+return out
 """
 
 # KEYS: the idempotency key. ARGV: the message id. Release the key only if it still names it.
@@ -114,6 +134,7 @@ class Store:
         self._complete = client.register_script(_COMPLETE)
         self._add_once = client.register_script(_ADD_ONCE)
         self._release = client.register_script(_RELEASE)
+        self._claim_stale = client.register_script(_CLAIM_STALE)
 
     @staticmethod
     def _conv(cid: str) -> str:
@@ -155,6 +176,7 @@ class Store:
         pipe.rpush(f"{self._conv(cid)}:messages", mid)
         pipe.expire(f"{self._conv(cid)}:messages", self.ttl)
         pipe.expire(self._conv(cid), self.ttl)
+        pipe.zadd(PENDING, {mid: time.time()})
         pipe.execute()
         return mid
 
@@ -169,6 +191,7 @@ class Store:
             self._msg(mid),
             f"{self._conv(cid)}:messages",
             self._conv(cid),
+            PENDING,
         ]
         args = [mid, cid, text, lang, f"{time.time():.3f}", self.ttl]
         named = self._add_once(keys=keys, args=args)
@@ -182,6 +205,7 @@ class Store:
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(self._msg(mid))
         pipe.lrem(f"{self._conv(cid)}:messages", 0, mid)
+        pipe.zrem(PENDING, mid)
         pipe.execute()
         if key is not None:  # a retry with the key stores the message anew
             self._release(keys=[self._idempotency(cid, key)], args=[mid])
@@ -229,7 +253,7 @@ class Store:
         if status not in {"answered", "escalated"}:
             raise ValueError(f"bad status {status!r}")
         done = self._complete(
-            keys=[self._msg(mid), self.stream],
+            keys=[self._msg(mid), self.stream, PENDING],
             args=[
                 status,
                 answer,
@@ -244,6 +268,16 @@ class Store:
             ],
         )
         return bool(done)
+
+    def claim_stale_pending(self, older_than_s: float, limit: int = 100) -> list[str]:
+        """The messages still pending whose task was last sent over ``older_than_s`` ago.
+
+        Each is marked sent now, so of several sweepers one gets it, and again only after
+        ``older_than_s``: the caller sends its task anew.
+        """
+        now = time.time()
+        args = [f"{now - older_than_s:.3f}", f"{now:.3f}", limit, f"{PREFIX}:msg:"]
+        return list(self._claim_stale(keys=[PENDING], args=args))
 
     def hit_rate_limits(self, limits: list[tuple[str, int]], window: int = 60) -> RateLimitResult:
         """Fixed-window counters, one round trip for all scopes; limit 0 means off."""
