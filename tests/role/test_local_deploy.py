@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import chat_client
 import pytest
 import requests
 
@@ -62,24 +63,7 @@ class LocalDeploy:
         return (self.base / "current").resolve().name
 
     def ask(self, question: str) -> dict:
-        url = f"http://127.0.0.1:{self.port}/api/v1/conversations"
-        conv = requests.post(url, json={"lang": "en"}, timeout=10)
-        assert conv.status_code == 201, conv.text
-        cid = conv.json()["conversation_id"]
-        auth = {"Authorization": f"Bearer {conv.json()['token']}"}
-        posted = requests.post(
-            f"{url}/{cid}/messages", json={"text": question}, headers=auth, timeout=10
-        )
-        assert posted.status_code == 202, posted.text
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            messages = requests.get(f"{url}/{cid}/messages", headers=auth, timeout=10).json()[
-                "messages"
-            ]
-            if messages and messages[-1]["status"] != "pending":
-                return messages[-1]
-            time.sleep(0.3)
-        pytest.fail(f"not answered within 30 s: {messages}")
+        return chat_client.ask(self.port, question)
 
 
 @pytest.fixture(scope="module")
