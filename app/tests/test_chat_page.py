@@ -71,6 +71,13 @@ class ChatPage:
     def bot_replies(self):
         return self.page.locator("#messages .message.bot")
 
+    def open_and_get_first_answer(self, question: str) -> None:
+        """Open the page, send the question with Enter and wait for the bot's first reply."""
+        self.open()
+        self.type_question(question)
+        self.page.locator("#chat-input").press("Enter")
+        expect(self.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+
     def assert_no_console_errors(self) -> None:
         assert self.console_errors == [], f"browser console errors: {self.console_errors}"
         assert self.csp_violations == [], (
@@ -328,10 +335,7 @@ def outage(
 def test_a_redis_outage_shows_retrying_and_the_answer_arrives_after(outage) -> None:
     chat, redis_server, stack = outage
     page = chat.page
-    chat.open()
-    chat.type_question("How do I create an API key?")
-    page.locator("#chat-input").press("Enter")
-    expect(chat.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+    chat.open_and_get_first_answer("How do I create an API key?")
 
     redis_server.stop()
     # the chat page and /healthz do not need Redis
@@ -376,10 +380,7 @@ def test_a_request_without_an_answer_is_sent_again_with_its_key(outage) -> None:
     same key; once uWSGI runs again it handles the abandoned post and the retry: one message."""
     chat, redis_server, stack = outage
     page = chat.page
-    chat.open()
-    chat.type_question("How do I create an API key?")
-    page.locator("#chat-input").press("Enter")
-    expect(chat.bot_replies()).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)
+    chat.open_and_get_first_answer("How do I create an API key?")
 
     uwsgi = stack.processes["uwsgi"].proc.pid
     os.killpg(uwsgi, signal.SIGSTOP)
