@@ -276,7 +276,8 @@ class Store:
         ``older_than_s``: the caller sends its task anew.
         """
         now = time.time()
-        args = [f"{now - older_than_s:.3f}", f"{now:.3f}", limit, f"{PREFIX}:msg:"]
+        # Full precision: a score rounded to ms could land just past a message sent this ms.
+        args = [repr(now - older_than_s), repr(now), limit, f"{PREFIX}:msg:"]
         return list(self._claim_stale(keys=[PENDING], args=args))
 
     def hit_rate_limits(self, limits: list[tuple[str, int]], window: int = 60) -> RateLimitResult:
