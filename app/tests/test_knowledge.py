@@ -23,6 +23,7 @@ from pathlib import Path
 import bm25s
 import pytest
 
+from coinex_chatbot import classifier
 from coinex_chatbot.config import load_settings
 from coinex_chatbot.corpus import load_off_topic, load_phrasings, load_records
 from coinex_chatbot.knowledge import (
@@ -37,6 +38,8 @@ from coinex_chatbot.knowledge import (
     fit_calibration,
     get_knowledge_base,
     packaged_calibration,
+    packaged_classifiers,
+    train_classifiers,
 )
 from coinex_chatbot.knowledge import _dense_scores as _dense_scores
 from coinex_chatbot.language import tokenize
@@ -363,10 +366,16 @@ def test_the_fitted_operating_point_is_the_configured_threshold() -> None:
 
 
 def test_packaged_calibration_is_the_fit_on_the_phrasings(folds: list[dict]) -> None:
-    """calibration.json is what ``python -m coinex_chatbot.knowledge`` fits today: rerun it after
-    changing the corpus, the phrasings or the tokenisers."""
+    """calibration.json and classifier.npz are what ``python -m coinex_chatbot.knowledge`` fits
+    today: rerun it after changing the corpus, the phrasings, the off-topic questions or the
+    tokenisers."""
     fitted, report = fit_calibration(folds)
     packaged = packaged_calibration()
+    trained = train_classifiers(load_records(), load_phrasings(), load_off_topic())
+    for lang, shipped in packaged_classifiers().items():
+        assert shipped.ids == trained[lang].ids and shipped.vocab == trained[lang].vocab
+        assert shipped.bias == pytest.approx(trained[lang].bias, abs=1e-4)
+        assert abs(shipped.weights - trained[lang].weights).max() < 1e-2  # stored as float16
     for lang in ("en", "zh"):
         assert fitted.gate[lang] == pytest.approx(packaged.gate[lang], abs=1e-4)
         assert fitted.right[lang] == pytest.approx(packaged.right[lang], abs=1e-4)
@@ -437,8 +446,8 @@ def test_development_figures(
 # measures and guard against regressions (the targets are not reached yet, see docs/answers.md).
 BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
 BLIND_FLOOR = {
-    "en": {"answered right": 0.40, "top-1": 0.80},
-    "zh": {"answered right": 0.55, "top-1": 0.80},
+    "en": {"answered right": 0.55, "top-1": 0.80},
+    "zh": {"answered right": 0.60, "top-1": 0.80},
 }
 
 
@@ -475,7 +484,7 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 targets not reached yet: blind answered right en 0.474 / zh 0.551 (target "
+    reason="issue 16 targets not reached yet: blind answered right en 0.603 / zh 0.641 (target "
     "0.85); wrong and off-topic within target",
 )
 def test_blind_targets(kb: KnowledgeBase) -> None:
@@ -484,6 +493,29 @@ def test_blind_targets(kb: KnowledgeBase) -> None:
         assert figures["answered right"] >= BLIND_TARGET_RIGHT, (lang, figures)
         assert figures["answered wrong"] <= BLIND_TARGET_WRONG, (lang, figures)
         assert escalated == n_off, (lang, escalated, n_off)
+
+
+def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
+    samples = [
+        (["withdraw", "fee"], 0),
+        (["withdraw", "cost"], 0),
+        (["deposit", "miss"], 1),
+        (["deposit", "arrive"], 1),
+    ]
+    model = classifier.train(samples, ["fees", "missing"])
+    p = model.probabilities(["withdraw", "unknown-word"])
+    assert p.shape == (2,) and p.sum() == pytest.approx(1.0)
+    assert p[0] > 0.6 > p[1]
+    assert model.probabilities(["deposit"])[1] > 0.6
+    assert model.probabilities([]) == pytest.approx([0.5, 0.5], abs=0.05)  # the bias alone
+    classifier.save({"en": model}, tmp_path / "c.npz")
+    loaded = classifier.load(tmp_path / "c.npz", ["en"])["en"]
+    assert loaded.ids == ("fees", "missing") and loaded.vocab == model.vocab
+    assert loaded.probabilities(["withdraw"]) == pytest.approx(
+        model.probabilities(["withdraw"]), abs=1e-3
+    )
+    with pytest.raises(ValueError, match="no training samples"):
+        classifier.train([], ["fees"])
 
 
 # ----- loading, caching, speed -------------------------------------------------------------------
@@ -521,19 +553,20 @@ def test_singleton_is_cached() -> None:
 
 
 def test_load_and_answer_are_fast() -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     kb = KnowledgeBase.load()
-    load_seconds = time.perf_counter() - started
+    load_seconds = time.process_time() - started
     questions = [q["q"] for q in HELDOUT["questions"] + HELDOUT["off_topic"]]
-    started = time.perf_counter()
+    started = time.process_time()
     for text in questions:
         kb.answer(text)
-    per_answer_ms = (time.perf_counter() - started) / len(questions) * 1000
-    # the index holds about 2400 customer phrasings besides the articles: ~0.4 s on an idle core
-    assert load_seconds < 2.0, f"load + index took {load_seconds:.2f} s"
+    per_answer_ms = (time.process_time() - started) / len(questions) * 1000
+    # CPU seconds of this process (the machine may be busy): the index holds about 2600 customer
+    # phrasings besides the articles, ~0.6 s
+    assert load_seconds < 2.0, f"load + index took {load_seconds:.2f} s of CPU"
     assert per_answer_ms < 10, f"answer() took {per_answer_ms:.1f} ms"
     rng = random.Random(7)  # 2000 characters of distinct unknown words: the typo-matching path
     gibberish = " ".join("".join(rng.choices("abcdeilnorstuw", k=9)) for _ in range(200))[:2000]
-    started = time.perf_counter()
+    started = time.process_time()
     assert kb.answer(gibberish).confidence < THRESHOLD
-    assert time.perf_counter() - started < 0.1, "a 2000-character message must stay fast"
+    assert time.process_time() - started < 0.1, "a 2000-character message must stay fast"
