@@ -35,7 +35,12 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
       online service uses (account, password, card, order... ``_GENERIC_TEXT``);
     * closest_margin: closest minus the same for the runner-up article;
     * crypto: 1 if the question names crypto things (a coin, chain, wallet, exchange, "token",
-      or a Chinese word with 币), else 0.
+      or a Chinese word with 币), else 0;
+    * clf_best, clf_margin, clf_agree, clf_max, clf_off: from the language's linear classifier
+      (``classifier.py``, over the articles and an ``OFF_TOPIC_CLASS`` trained on
+      ``off_topic.json``): its probability of the best article, that minus its probability of
+      BM25's runner-up, 1 if its own best article is BM25's, its highest article probability,
+      and its off-topic probability.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
     about the help centre at all?) and the right-article model (does its best article answer
@@ -45,8 +50,9 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
     point. A question whose words are exactly those of one title, keyword or phrasing of its
     best article (and of no other article) is that article's known question: confidence at
     least ``KNOWN_QUESTION_CONFIDENCE``. Fitted by ``fit_calibration`` on ``cross_validated``
-    rows (5-fold cross-validation over the phrasings, plus the off-topic questions of
-    ``off_topic.json``); ``python -m coinex_chatbot.knowledge`` refits and writes
+    rows (5-fold cross-validation over the phrasings and the off-topic questions of
+    ``off_topic.json``, each asked of an index and classifiers built without its fold);
+    ``python -m coinex_chatbot.knowledge`` refits and writes ``classifier.npz`` and
     ``calibration.json``. With no usable token the confidence is 0.
 """
 
