@@ -142,6 +142,25 @@ def test_oversized_body_is_refused_before_it_is_read(local: LocalDeploy) -> None
     assert seconds < 2, seconds
 
 
+def test_slow_clients_do_not_starve_the_web_tier(local: LocalDeploy) -> None:
+    """Issue 11's slow-client drill straight at the host: 150 slow connections for 40 s (a third
+    idle, a third trickling request headers, a third trickling a body, one byte every 2 s), a fresh
+    GET /healthz every 0.2 s and a chat question every 2 s meanwhile (edge_probe.py, as fleet's)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "molecule/shared/files/edge_probe.py"),
+         f"http://127.0.0.1:{local.port}", "slow", "150", "40"],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    print(f"slow-client figures: {proc.stdout.strip()}")
+    figures = json.loads(proc.stdout)
+    assert figures["probes"] > 150, figures
+    assert figures["failed"] == 0, figures
+    assert figures["p99_ms"] < 50, figures
+    assert figures["questions"] >= 15, figures
+    assert figures["answered"] == figures["questions"], figures
+
+
 def test_second_run_changes_nothing(local: LocalDeploy) -> None:
     run = local.deploy()
     assert run.rc == 0, run.output[-4000:]

@@ -280,6 +280,25 @@ def port_clash(value: object, _: None, ctx: Context) -> str | None:
     )
 
 
+def local_uwsgi_port(value: object, _: None, ctx: Context) -> str | None:
+    """Local mode: uWSGI's own port is neither the http port (the local haproxy's) nor Redis's."""
+    port = _as_int(value)
+    if ctx.mode != "local" or port is None:
+        return None
+    if port == _as_int(ctx.values["coinex_chatbot_http_port"]):
+        return (
+            "clashes with coinex_chatbot_http_port, which the local haproxy holds in front of"
+            f" uWSGI: give uWSGI another port, got {_shown(value)}"
+        )
+    redis = ctx.loopback_redis()
+    if redis is not None and port == redis[0]:
+        return (
+            f"clashes with the port of the Redis on this host ({redis[1]}, {port}):"
+            f" uWSGI and Redis cannot share a port, got {_shown(value)}"
+        )
+    return None
+
+
 # Secrets: what is wrong is said, the value never shown.
 def secret_key(value: object, _: None, ctx: Context) -> str | None:
     if isinstance(value, str) and (ctx.mode == "local" or len(value) >= 16):
@@ -318,6 +337,7 @@ V = "coinex_chatbot_"
 CHECKS: tuple[tuple[str, Check, Any], ...] = (
     (V + "http_port", integer, (1, 65535)),
     (V + "local_redis_port", integer, (1, 65535)),
+    (V + "local_uwsgi_port", integer, (1, 65535)),
     (V + "keep_releases", integer, (1, 100)),
     (V + "uwsgi_processes", integer, (1, 256)),
     (V + "uwsgi_threads", integer, (1, 64)),
@@ -369,6 +389,7 @@ CHECKS: tuple[tuple[str, Check, Any], ...] = (
     ),
     (V + "redis_url", redis_url, None),
     (V + "http_port", port_clash, None),
+    (V + "local_uwsgi_port", local_uwsgi_port, None),
     (V + "secret_key", secret_key, None),
     (V + "redis_password", redis_password, None),
     (V + "redis_app_password", redis_app_password, None),
