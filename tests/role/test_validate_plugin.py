@@ -415,12 +415,15 @@ def test_local_uwsgi_port_clashes() -> None:
     ]
     assert invalid(local_uwsgi_port="16379") == [
         f"{V}local_uwsgi_port clashes with the port of the Redis on this host"
-        ' (coinex_chatbot_local_redis_port, 16379): uWSGI and Redis cannot share a port,'
+        " (coinex_chatbot_local_redis_port, 16379): uWSGI and Redis cannot share a port,"
         ' got "16379"'
     ]
     assert invalid(local_uwsgi_port=65536)[0].startswith(f"{V}local_uwsgi_port must be")
-    # production mode has no local haproxy: uWSGI serves coinex_chatbot_http_port itself
+    assert invalid(local_uwsgi_port="x")[0].startswith(f"{V}local_uwsgi_port must be")
+    # production mode has no local haproxy: uWSGI serves coinex_chatbot_http_port itself (and the
+    # default, http port + 1, may be 65536 there)
     assert invalid("production", **{**prod_args(), "local_uwsgi_port": 8000}) == []
+    assert invalid("production", **{**prod_args(), "local_uwsgi_port": 65536}) == []
 
 
 def test_secrets_are_never_shown() -> None:

@@ -281,10 +281,14 @@ def port_clash(value: object, _: None, ctx: Context) -> str | None:
 
 
 def local_uwsgi_port(value: object, _: None, ctx: Context) -> str | None:
-    """Local mode: uWSGI's own port is neither the http port (the local haproxy's) nor Redis's."""
-    port = _as_int(value)
-    if ctx.mode != "local" or port is None:
+    """Local mode only (production has no local haproxy): a port, neither the http port (the
+    local haproxy's) nor Redis's."""
+    if ctx.mode != "local":
         return None
+    wrong = integer(value, (1, 65535), ctx)
+    port = _as_int(value)
+    if wrong or port is None:
+        return wrong
     if port == _as_int(ctx.values["coinex_chatbot_http_port"]):
         return (
             "clashes with coinex_chatbot_http_port, which the local haproxy holds in front of"
@@ -337,7 +341,6 @@ V = "coinex_chatbot_"
 CHECKS: tuple[tuple[str, Check, Any], ...] = (
     (V + "http_port", integer, (1, 65535)),
     (V + "local_redis_port", integer, (1, 65535)),
-    (V + "local_uwsgi_port", integer, (1, 65535)),
     (V + "keep_releases", integer, (1, 100)),
     (V + "uwsgi_processes", integer, (1, 256)),
     (V + "uwsgi_threads", integer, (1, 64)),
