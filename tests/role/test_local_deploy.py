@@ -7,6 +7,7 @@ failed requests, 0 lost messages) and which of -e ws / WS / the inventory wins."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -172,6 +173,23 @@ def test_check_diff_is_clean(local: LocalDeploy) -> None:
     run = local.deploy("--check", "--diff")
     assert run.rc == 0, run.output[-4000:]
     assert run.recap()["changed"] == 0, run.output[-6000:]
+
+
+def test_a_changed_haproxy_configuration_restarts_it(local: LocalDeploy) -> None:
+    """Local mode's haproxy reads its file only when it starts: a change (here uWSGI's slots, its
+    per-server maxconn) restarts it, and the next run puts it back."""
+    haproxy = "coinex_customer_chatbot_haproxy"
+    conf = local.base / "shared/config/haproxy.cfg"
+    before = local.supervisorctl("pid", haproxy).stdout.strip()
+    assert re.search(r"^\s+server uwsgi 127\.0\.0\.1:\d+ maxconn 8$", conf.read_text(), re.M)
+    for threads, slots in ((3, 12), (2, 8)):
+        run = local.deploy("-e", f"coinex_chatbot_uwsgi_threads={threads}")
+        assert run.rc == 0, run.output[-4000:]
+        assert f" maxconn {slots}\n" in conf.read_text()
+        after = local.supervisorctl("pid", haproxy).stdout.strip()
+        assert after.isdigit() and after != before, (before, after)
+        before = after
+        assert local.ask("How do I reset my 2FA?")["status"] == "answered"
 
 
 def test_code_change_is_chain_reloaded(local: LocalDeploy) -> None:
