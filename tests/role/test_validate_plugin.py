@@ -420,6 +420,10 @@ def test_local_uwsgi_port_clashes() -> None:
     ]
     assert invalid(local_uwsgi_port=65536)[0].startswith(f"{V}local_uwsgi_port must be")
     assert invalid(local_uwsgi_port="x")[0].startswith(f"{V}local_uwsgi_port must be")
+    # a bad http port (the default derives from it) is reported on its own
+    assert invalid(http_port=65536, local_uwsgi_port=65537) == [
+        f'{V}http_port must be an integer from 1 to 65535, got "65536"'
+    ]
     # production mode has no local haproxy: uWSGI serves coinex_chatbot_http_port itself (and the
     # default, http port + 1, may be 65536 there)
     assert invalid("production", **{**prod_args(), "local_uwsgi_port": 8000}) == []

@@ -283,8 +283,8 @@ def port_clash(value: object, _: None, ctx: Context) -> str | None:
 def local_uwsgi_port(value: object, _: None, ctx: Context) -> str | None:
     """Local mode only (production has no local haproxy): a port, neither the http port (the
     local haproxy's) nor Redis's."""
-    if ctx.mode != "local":
-        return None
+    if ctx.mode != "local" or integer(ctx.values["coinex_chatbot_http_port"], (1, 65535), ctx):
+        return None  # a bad http port is reported on its own (the default here derives from it)
     wrong = integer(value, (1, 65535), ctx)
     port = _as_int(value)
     if wrong or port is None:
