@@ -7,6 +7,7 @@ failed requests, 0 lost messages) and which of -e ws / WS / the inventory wins."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -142,6 +143,25 @@ def test_oversized_body_is_refused_before_it_is_read(local: LocalDeploy) -> None
     assert seconds < 2, seconds
 
 
+def test_slow_clients_do_not_starve_the_web_tier(local: LocalDeploy) -> None:
+    """Issue 11's slow-client drill straight at the host: 150 slow connections for 40 s (a third
+    idle, a third trickling request headers, a third trickling a body, one byte every 2 s), a fresh
+    GET /healthz every 0.2 s and a chat question every 2 s meanwhile (edge_probe.py, as fleet's)."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "molecule/shared/files/edge_probe.py"),
+         f"http://127.0.0.1:{local.port}", "slow", "150", "40"],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    print(f"slow-client figures: {proc.stdout.strip()}")
+    figures = json.loads(proc.stdout)
+    assert figures["probes"] > 150, figures
+    assert figures["failed"] == 0, figures
+    assert figures["p99_ms"] < 50, figures
+    assert figures["questions"] >= 15, figures
+    assert figures["answered"] == figures["questions"], figures
+
+
 def test_second_run_changes_nothing(local: LocalDeploy) -> None:
     run = local.deploy()
     assert run.rc == 0, run.output[-4000:]
@@ -153,6 +173,23 @@ def test_check_diff_is_clean(local: LocalDeploy) -> None:
     run = local.deploy("--check", "--diff")
     assert run.rc == 0, run.output[-4000:]
     assert run.recap()["changed"] == 0, run.output[-6000:]
+
+
+def test_a_changed_haproxy_configuration_restarts_it(local: LocalDeploy) -> None:
+    """Local mode's haproxy reads its file only when it starts: a change (here uWSGI's slots, its
+    per-server maxconn) restarts it, and the next run puts it back."""
+    haproxy = "coinex_customer_chatbot_haproxy"
+    conf = local.base / "shared/config/haproxy.cfg"
+    before = local.supervisorctl("pid", haproxy).stdout.strip()
+    assert re.search(r"^\s+server uwsgi 127\.0\.0\.1:\d+ maxconn 8$", conf.read_text(), re.M)
+    for threads, slots in ((3, 12), (2, 8)):
+        run = local.deploy("-e", f"coinex_chatbot_uwsgi_threads={threads}")
+        assert run.rc == 0, run.output[-4000:]
+        assert f" maxconn {slots}\n" in conf.read_text()
+        after = local.supervisorctl("pid", haproxy).stdout.strip()
+        assert after.isdigit() and after != before, (before, after)
+        before = after
+        assert local.ask("How do I reset my 2FA?")["status"] == "answered"
 
 
 def test_code_change_is_chain_reloaded(local: LocalDeploy) -> None:

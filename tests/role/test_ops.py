@@ -25,6 +25,7 @@ GROUP = "coinex_customer_chatbot"
 SERVER = "coinex_customer_chatbot_server"
 TASK_00, TASK_01 = "coinex_customer_chatbot_task_00", "coinex_customer_chatbot_task_01"
 REDIS = "coinex_customer_chatbot_redis"
+HAPROXY = "coinex_customer_chatbot_haproxy"  # local mode: in front of uWSGI
 NOISE = ("Traceback", "import ", "Validation of arguments failed", "argument_spec", "cmd:")
 
 
@@ -146,11 +147,12 @@ def test_status_is_one_aligned_table_of_every_program(healthy: Deploy) -> None:
     lines = table(run)
     assert lines[0].split() == ["HOST", "PROGRAM", "STATE", "PID", "UPTIME", "RELEASE", "WS"]
     programs = [line.split()[1] for line in lines[1:-1]]
-    assert programs == [SERVER, TASK_00, TASK_01, REDIS], lines
+    assert programs == [SERVER, TASK_00, TASK_01, HAPROXY, REDIS], lines
     columns_aligned(lines[:-1])
-    assert lines[-1] == "4 of 4 RUNNING"
+    assert lines[-1] == "5 of 5 RUNNING"
     assert "reserved name" not in run.output
-    assert len(run.output.splitlines()) <= 30, run.output  # not ~90 lines for a small table
+    # not ~90 lines for a small table: the playbook's frame and one line per program
+    assert len(run.output.splitlines()) <= 26 + len(programs), run.output
 
 
 def test_status_honours_target(healthy: Deploy) -> None:
@@ -163,6 +165,8 @@ def test_status_honours_target(healthy: Deploy) -> None:
         "-e", f"target={TASK_00.replace('_task_', '_task:coinex_customer_chatbot_task_')}"
     )
     assert run.rc == 0 and [ln.split()[1] for ln in table(run)[1:-1]] == [TASK_00], run.output
+    run = healthy.ops("-e", f"target={HAPROXY}")
+    assert run.rc == 0 and [ln.split()[1] for ln in table(run)[1:-1]] == [HAPROXY], run.output
 
 
 def test_status_fails_in_one_line_when_a_process_is_stopped(healthy: Deploy) -> None:
@@ -171,7 +175,7 @@ def test_status_fails_in_one_line_when_a_process_is_stopped(healthy: Deploy) -> 
     lines = table(run)
     columns_aligned(lines[:-1])
     assert re.match(rf"localhost\s+{TASK_01}\s+STOPPED\s+-\s+", lines[3]), lines
-    assert lines[-1] == "3 of 4 RUNNING"
+    assert lines[-1] == "4 of 5 RUNNING"
     one_line(
         run,
         f"not RUNNING: localhost {TASK_01} STOPPED: read its log (-e op=tail -e target={TASK_01})",

@@ -41,6 +41,7 @@ app_config = load(APP / "src" / "coinex_chatbot" / "config.py", "app_config_unde
 VALID: dict[str, Any] = {
     V + "http_port": 8080,
     V + "local_redis_port": 16379,
+    V + "local_uwsgi_port": 8081,
     V + "keep_releases": 5,
     V + "uwsgi_processes": 4,
     V + "uwsgi_threads": 2,
@@ -404,6 +405,29 @@ def test_port_clash_with_the_loopback_redis() -> None:
     )
     # a bad port is reported as such, not as a clash too
     assert len(invalid(local_redis_port="abc", http_port="abc")) == 2
+
+
+def test_local_uwsgi_port_clashes() -> None:
+    """Local mode: uWSGI's own port (behind the local haproxy) is neither haproxy's nor Redis's."""
+    assert invalid(local_uwsgi_port=8080) == [
+        f"{V}local_uwsgi_port clashes with coinex_chatbot_http_port, which the local haproxy"
+        ' holds in front of uWSGI: give uWSGI another port, got "8080"'
+    ]
+    assert invalid(local_uwsgi_port="16379") == [
+        f"{V}local_uwsgi_port clashes with the port of the Redis on this host"
+        " (coinex_chatbot_local_redis_port, 16379): uWSGI and Redis cannot share a port,"
+        ' got "16379"'
+    ]
+    assert invalid(local_uwsgi_port=65536)[0].startswith(f"{V}local_uwsgi_port must be")
+    assert invalid(local_uwsgi_port="x")[0].startswith(f"{V}local_uwsgi_port must be")
+    # a bad http port (the default derives from it) is reported on its own
+    assert invalid(http_port=65536, local_uwsgi_port=65537) == [
+        f'{V}http_port must be an integer from 1 to 65535, got "65536"'
+    ]
+    # production mode has no local haproxy: uWSGI serves coinex_chatbot_http_port itself (and the
+    # default, http port + 1, may be 65536 there)
+    assert invalid("production", **{**prod_args(), "local_uwsgi_port": 8000}) == []
+    assert invalid("production", **{**prod_args(), "local_uwsgi_port": 65536}) == []
 
 
 def test_secrets_are_never_shown() -> None:

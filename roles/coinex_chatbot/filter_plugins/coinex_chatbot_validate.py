@@ -280,6 +280,29 @@ def port_clash(value: object, _: None, ctx: Context) -> str | None:
     )
 
 
+def local_uwsgi_port(value: object, _: None, ctx: Context) -> str | None:
+    """Local mode only (production has no local haproxy): a port, neither the http port (the
+    local haproxy's) nor Redis's."""
+    if ctx.mode != "local" or integer(ctx.values["coinex_chatbot_http_port"], (1, 65535), ctx):
+        return None  # a bad http port is reported on its own (the default here derives from it)
+    wrong = integer(value, (1, 65535), ctx)
+    port = _as_int(value)
+    if wrong or port is None:
+        return wrong
+    if port == _as_int(ctx.values["coinex_chatbot_http_port"]):
+        return (
+            "clashes with coinex_chatbot_http_port, which the local haproxy holds in front of"
+            f" uWSGI: give uWSGI another port, got {_shown(value)}"
+        )
+    redis = ctx.loopback_redis()
+    if redis is not None and port == redis[0]:
+        return (
+            f"clashes with the port of the Redis on this host ({redis[1]}, {port}):"
+            f" uWSGI and Redis cannot share a port, got {_shown(value)}"
+        )
+    return None
+
+
 # Secrets: what is wrong is said, the value never shown.
 def secret_key(value: object, _: None, ctx: Context) -> str | None:
     if isinstance(value, str) and (ctx.mode == "local" or len(value) >= 16):
@@ -369,6 +392,7 @@ CHECKS: tuple[tuple[str, Check, Any], ...] = (
     ),
     (V + "redis_url", redis_url, None),
     (V + "http_port", port_clash, None),
+    (V + "local_uwsgi_port", local_uwsgi_port, None),
     (V + "secret_key", secret_key, None),
     (V + "redis_password", redis_password, None),
     (V + "redis_app_password", redis_app_password, None),

@@ -37,6 +37,7 @@ GROUP = "coinex_customer_chatbot"
 SERVER = "coinex_customer_chatbot_server"
 TASK = "coinex_customer_chatbot_task"
 REDIS = "coinex_customer_chatbot_redis"
+HAPROXY = "coinex_customer_chatbot_haproxy"
 DEPLOY = "run the deploy (ansible-playbook playbooks/deploy.yml), which starts it"
 SIGNALS = ("HUP", "INT", "QUIT", "KILL", "TERM", "USR1", "USR2", "CONT", "STOP", "TTIN", "TTOU")
 ROW_STATES = ("RUNNING", "STARTING", "STOPPED", "STOPPING", "BACKOFF", "EXITED", "FATAL", "UNKNOWN")
@@ -141,8 +142,16 @@ def resolve(target: str, record: dict, listed: dict[str, dict], host: str) -> li
                 f" ({record.get('mode', '?')} mode here)"
             )
         return [REDIS]
+    if t == HAPROXY:
+        if HAPROXY not in listed:
+            raise OpsError(
+                f"no {HAPROXY} program on {host}: only a local-mode deployment runs haproxy"
+                f" under its supervisord ({record.get('mode', '?')} mode here)"
+            )
+        return [HAPROXY]
     raise OpsError(
-        f"no program {target} on {host}: use all, {GROUP}:*, {SERVER}, {TASK}, {TASK}_NN or {REDIS}"
+        f"no program {target} on {host}: use all, {GROUP}:*, {SERVER}, {TASK}, {TASK}_NN,"
+        f" {REDIS} or {HAPROXY}"
     )
 
 
