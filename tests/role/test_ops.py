@@ -353,9 +353,15 @@ def production_copy(tmp: Path, vault: bool) -> Path:
         password = tmp / "vault_pass"
         password.write_text("a password the playbook runs are not given\n")
         subprocess.run(
-            [str(ROOT / ".venv/bin/ansible-vault"), "encrypt", "--vault-password-file",
-             str(password), str(secrets)],
-            check=True, capture_output=True,
+            [
+                str(ROOT / ".venv/bin/ansible-vault"),
+                "encrypt",
+                "--vault-password-file",
+                str(password),
+                str(secrets),
+            ],
+            check=True,
+            capture_output=True,
         )
     (inventory / "hosts.yml").write_text(
         "chatbot:\n  hosts:\n    chatbot-9.invalid:\n      ansible_host: 127.0.0.1\n"
@@ -365,11 +371,39 @@ def production_copy(tmp: Path, vault: bool) -> Path:
     return inventory
 
 
-def test_a_missing_vault_password_is_one_line(tmp_path: Path) -> None:
+def test_a_missing_or_wrong_vault_password_is_one_line(tmp_path: Path) -> None:
+    """plugins/vars/vault_check.py: the file, the hosts that need it and the fix, in one line,
+    instead of ansible-core's bare "Attempting to decrypt ..." / "Decryption failed ..."."""
     inventory = production_copy(tmp_path, vault=True)
-    for playbook in ("supervisorctl.yml", "rolling_restart.yml", "rollback.yml"):
+    vault = f"{inventory}/group_vars/all/vault.yml"
+    hosts = "(needed by group all: chatbot-9.invalid, redis-1.invalid)"
+    wrong = tmp_path / "wrong_pass"
+    wrong.write_text("not the password of this vault\n")
+    for playbook in ("deploy.yml", "supervisorctl.yml", "rolling_restart.yml", "rollback.yml"):
         run = run_playbook(playbook, "-i", str(inventory))
-        one_line(run, "Attempting to decrypt but no vault secrets found")
+        line = one_line(run, f"{vault} is vault-encrypted and no vault password was given {hosts}")
+        fix = f"add --vault-password-file {inventory}/.vault_pass (`make vault` writes it)"
+        assert line.endswith(f"{fix} or --ask-vault-pass"), line
+        run = run_playbook(playbook, "-i", str(inventory), "--vault-password-file", str(wrong))
+        line = one_line(run, f"{vault} does not decrypt with the vault password given {hosts}")
+        assert "give the password it was encrypted with" in line, line
+        assert "Decryption failed" not in run.output and "Attempting to decrypt" not in run.output
+
+
+def test_an_unreachable_host_is_one_line_in_every_playbook(tmp_path: Path) -> None:
+    """plugins/callback/oneline.py: the host, ssh's reason and the fix, instead of ansible-core's
+    [ERROR] block, its "caused by" repeat and the UNREACHABLE! dump."""
+    inventory = production_copy(tmp_path, vault=False)
+    for playbook in ("deploy.yml", "rolling_restart.yml", "rollback.yml"):
+        run = run_playbook(playbook, "-i", str(inventory))
+        line = one_line(
+            run, "chatbot-9.invalid is unreachable over ssh (ssh: connect to host 127.0.0.1 port 1:"
+        )
+        assert line.endswith(
+            "check that it is up and that `ssh -p 1 deploy@127.0.0.1` works,"
+            " or leave it out (--limit '!chatbot-9.invalid')"
+        ), line
+        assert "caused by" not in run.output and "UNREACHABLE!" not in run.output, run.output
 
 
 def test_an_unreachable_host_is_a_row_and_one_line(tmp_path: Path) -> None:
@@ -379,7 +413,8 @@ def test_an_unreachable_host_is_a_row_and_one_line(tmp_path: Path) -> None:
     lines = table(run)
     assert re.match(r"chatbot-9\.invalid\s+-\s+UNREACHABLE\b", lines[1]), lines
     assert lines[-1] == "0 of 1 RUNNING"
-    # ssh's own error (ansible-core's block), then the one line of what to do, once
+    # one line of what to do, once (the task's own unreachable result is the table's row)
+    assert len(run.errors()) == 1, run.errors()
     ours = [e for e in run.errors() if "leave it out" in e]
     assert len(ours) == 1 and ours[0].startswith(
         "Task failed: Action failed: unreachable: chatbot-9.invalid ("
