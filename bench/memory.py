@@ -37,6 +37,8 @@ PYMALLOC_OFF = ("PYTHONMALLOC", "malloc")  # jemalloc then serves the small obje
 PRELOAD = "no lazy-apps (uWSGI master imports the app); Dramatiq main imports the tasks and \
 builds the knowledge base before its fork"
 PRELOAD_UWSGI = "no lazy-apps (uWSGI master imports the app); Dramatiq as deployed"
+LIBS = "lazy-apps; the uWSGI master imports the libraries (not the app) and calls gc.freeze() \
+before the fork (`shared-import`, bench/uwsgi_libs.py)"
 COW = "gc.freeze() in the uWSGI master after the import, before the fork (bench/uwsgi_freeze.py)"
 FREEZE = "gc.freeze() before the fork in the Dramatiq main (dramatiq only), after the app import \
 in each uWSGI worker (lazy-apps: the master has no app)"
@@ -58,6 +60,7 @@ class Config:
     preload: bool = False  # masters import the app before forking (uWSGI without lazy-apps)
     gc_freeze: bool = False  # gc.freeze() in the masters before the fork (see uwsgi_freeze.py)
     uwsgi_only: bool = False  # preload and gc_freeze apply to uWSGI alone (Dramatiq as deployed)
+    libs: bool = False  # lazy-apps, the uWSGI master imports the libraries alone (uwsgi_libs.py)
     # role variables of uWSGI's recycling: none by default, () = the role's defaults
     recycling: tuple[tuple[str, object], ...] = tuple(NO_RECYCLING.items())
     # reload-on-rss this many MiB above the glibc run's worker RSS at 10 % of its load (rounded
@@ -67,10 +70,11 @@ class Config:
     def describe(self, uwsgi_vars: dict[str, Any]) -> str:
         parts = ["LD_PRELOAD=libjemalloc.so.2" if self.jemalloc else "glibc malloc"]
         parts += [f"{k}={v}" for k, v in self.env]
+        parts += [LIBS] * self.libs
         if self.uwsgi_only:
             parts += [PRELOAD_UWSGI if self.preload else "lazy-apps"] + [COW] * self.gc_freeze
         else:
-            parts += [PRELOAD if self.preload else "lazy-apps"]
+            parts += [PRELOAD if self.preload else "lazy-apps"] * (not self.libs)
             parts += [FREEZE_PRELOADED if self.preload else FREEZE] * self.gc_freeze
         role = common.role_vars(**uwsgi_vars)
         on = ", ".join(f"{uwsgi_option(n)} = {role[n]}" for n in NO_RECYCLING if int(role[n]))
@@ -90,6 +94,7 @@ CONFIGS = {
         Config("jemalloc-tuned", jemalloc=True, env=(("MALLOC_CONF", TUNED),)),
         Config("jemalloc-malloc", jemalloc=True, env=(PYMALLOC_OFF,)),
         Config("jemalloc-malloc-tuned", jemalloc=True, env=(PYMALLOC_OFF, ("MALLOC_CONF", TUNED))),
+        Config("glibc-uwsgi-libs", libs=True),
         Config("glibc-uwsgi-cow", preload=True, gc_freeze=True, uwsgi_only=True),
         Config(
             "jemalloc-tuned-uwsgi-cow",
@@ -112,8 +117,8 @@ CONFIGS = {
     )
 }
 # issue 13's comparison: the allocators and their tuning, and copy-on-write sharing in uWSGI
-DEFAULT = "glibc,jemalloc,jemalloc-malloc,jemalloc-tuned,jemalloc-malloc-tuned,glibc-uwsgi-cow,\
-jemalloc-tuned-uwsgi-cow"
+DEFAULT = "glibc,jemalloc,jemalloc-malloc,jemalloc-tuned,jemalloc-malloc-tuned,glibc-uwsgi-libs,\
+glibc-uwsgi-cow"
 
 
 @dataclass
@@ -223,6 +228,8 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
     options = OPTIONS | ({"lazy-apps": None} if cfg.preload else {})
     if cfg.gc_freeze:
         options |= {"module": "uwsgi_freeze:application", "pythonpath": str(BENCH)}
+    if cfg.libs:
+        options |= {"shared-import": "uwsgi_libs", "pythonpath": str(BENCH)}
     ini = common.uwsgi_ini(slot_dir, port, options, **UWSGI, **slot.uwsgi_vars)
     tasks = not cfg.uwsgi_only  # the Dramatiq mains get the preload and freeze too
     flags = ["--bench-preload"] * (cfg.preload and tasks) + ["--bench-freeze"] * (
