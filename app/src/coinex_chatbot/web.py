@@ -112,8 +112,11 @@ def _json_body(max_bytes: int) -> dict[str, Any]:
         raise ApiError(400, "malformed_json", "the body is nested too deeply") from None
     except ValueError:  # an integer over Python's int-string conversion limit
         raise ApiError(400, "malformed_json", "a number in the body has too many digits") from None
-    try:  # a \ud800-style escape decodes to a lone surrogate, which no UTF-8 text can hold
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    # a \ud800-style escape decodes to a lone surrogate, which no UTF-8 text can hold; only a
+    # \u escape can make one (the strict UTF-8 decoding above refuses encoded surrogates)
+    try:
+        if "\\u" in text:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise ApiError(
             400, "invalid_encoding", "the body has a lone surrogate (\\ud800-\\udfff) in a string"
