@@ -1,8 +1,9 @@
 """Runtime memory of the app: glibc malloc vs jemalloc, gc.freeze() before fork, worker recycling.
 
-For each configuration in turn, on one private redis-server: uWSGI (the role's uwsgi.ini.j2,
-2 processes x 2 threads) and two ``dramatiq --processes 1`` programs with the configuration's
-environment; wrk (bench/wrk/mix.lua) sends exactly N requests, M of them POST .../messages; once
+For each configuration in turn, on one private redis-server: uWSGI (the role's uwsgi.ini.j2 and
+its process and thread counts) and WS ``dramatiq --processes 1`` programs (the task program's
+numprocs; production's WS=4 by default) with the configuration's environment; wrk
+(bench/wrk/mix.lua) sends exactly N requests, M of them POST .../messages; once
 the workers have answered every message, psutil reads the memory of every process.
 """
 
@@ -26,14 +27,19 @@ import common
 import psutil
 from common import BENCH, NO_RECYCLING, BenchError, Lab, Process
 
-TARGET = 0.8  # jemalloc RSS / glibc RSS
+TARGET = 0.8  # total PSS of all the programs / the glibc run's (issue 13)
 KINDS = ("uWSGI worker", "uWSGI master", "Dramatiq worker", "Dramatiq main")
-TARGET_KINDS = ("uWSGI worker", "Dramatiq worker", "Dramatiq main")  # the target's, the summary's
-UWSGI = {"coinex_chatbot_uwsgi_processes": 2, "coinex_chatbot_uwsgi_threads": 2}
+TARGET_KINDS = ("uWSGI worker", "Dramatiq worker", "Dramatiq main")  # the summary's RSS ratios
+UWSGI: dict[str, int] = {}  # the role's processes and threads (main() may override them)
 OPTIONS = {"disable-logging": "true"}  # no request log: the memory of the app, not of logging
 TUNED = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1"
+PYMALLOC_OFF = ("PYTHONMALLOC", "malloc")  # jemalloc then serves the small objects too
 PRELOAD = "no lazy-apps (uWSGI master imports the app); Dramatiq main imports the tasks and \
 builds the knowledge base before its fork"
+PRELOAD_UWSGI = "no lazy-apps (uWSGI master imports the app); Dramatiq as deployed"
+LIBS = "lazy-apps; the uWSGI master imports the libraries (not the app) and calls gc.freeze() \
+before the fork (`shared-import`, bench/uwsgi_libs.py)"
+COW = "gc.freeze() in the uWSGI master after the import, before the fork (bench/uwsgi_freeze.py)"
 FREEZE = "gc.freeze() before the fork in the Dramatiq main (dramatiq only), after the app import \
 in each uWSGI worker (lazy-apps: the master has no app)"
 FREEZE_PRELOADED = "gc.freeze() before the fork in the uWSGI master and the Dramatiq main"
@@ -53,6 +59,8 @@ class Config:
     env: tuple[tuple[str, str], ...] = ()
     preload: bool = False  # masters import the app before forking (uWSGI without lazy-apps)
     gc_freeze: bool = False  # gc.freeze() in the masters before the fork (see uwsgi_freeze.py)
+    uwsgi_only: bool = False  # preload and gc_freeze apply to uWSGI alone (Dramatiq as deployed)
+    libs: bool = False  # lazy-apps, the uWSGI master imports the libraries alone (uwsgi_libs.py)
     # role variables of uWSGI's recycling: none by default, () = the role's defaults
     recycling: tuple[tuple[str, object], ...] = tuple(NO_RECYCLING.items())
     # reload-on-rss this many MiB above the glibc run's worker RSS at 10 % of its load (rounded
@@ -61,8 +69,13 @@ class Config:
 
     def describe(self, uwsgi_vars: dict[str, Any]) -> str:
         parts = ["LD_PRELOAD=libjemalloc.so.2" if self.jemalloc else "glibc malloc"]
-        parts += [f"{k}={v}" for k, v in self.env] + [PRELOAD if self.preload else "lazy-apps"]
-        parts += [FREEZE_PRELOADED if self.preload else FREEZE] * self.gc_freeze
+        parts += [f"{k}={v}" for k, v in self.env]
+        parts += [LIBS] * self.libs
+        if self.uwsgi_only:
+            parts += [PRELOAD_UWSGI if self.preload else "lazy-apps"] + [COW] * self.gc_freeze
+        else:
+            parts += [PRELOAD if self.preload else "lazy-apps"] * (not self.libs)
+            parts += [FREEZE_PRELOADED if self.preload else FREEZE] * self.gc_freeze
         role = common.role_vars(**uwsgi_vars)
         on = ", ".join(f"{uwsgi_option(n)} = {role[n]}" for n in NO_RECYCLING if int(role[n]))
         if self.rss_margin is not None:
@@ -79,6 +92,18 @@ CONFIGS = {
         Config("glibc"),
         Config("jemalloc", jemalloc=True),
         Config("jemalloc-tuned", jemalloc=True, env=(("MALLOC_CONF", TUNED),)),
+        Config("jemalloc-malloc", jemalloc=True, env=(PYMALLOC_OFF,)),
+        Config("jemalloc-malloc-tuned", jemalloc=True, env=(PYMALLOC_OFF, ("MALLOC_CONF", TUNED))),
+        Config("glibc-uwsgi-libs", libs=True),
+        Config("glibc-uwsgi-cow", preload=True, gc_freeze=True, uwsgi_only=True),
+        Config(
+            "jemalloc-tuned-uwsgi-cow",
+            jemalloc=True,
+            env=(("MALLOC_CONF", TUNED),),
+            preload=True,
+            gc_freeze=True,
+            uwsgi_only=True,
+        ),
         Config("glibc-arena2", env=(("MALLOC_ARENA_MAX", "2"),)),
         Config("glibc-freeze", gc_freeze=True),
         Config("glibc-preload", preload=True),
@@ -91,7 +116,9 @@ CONFIGS = {
         Config("glibc-reload-on-rss-tight", rss_margin=0),
     )
 }
-DEFAULT = ",".join(n for n in CONFIGS if n not in ("jemalloc-tuned", "glibc-arena2"))
+# issue 13's comparison: the allocators and their tuning, and copy-on-write sharing in uWSGI
+DEFAULT = "glibc,jemalloc,jemalloc-malloc,jemalloc-tuned,jemalloc-malloc-tuned,glibc-uwsgi-libs,\
+glibc-uwsgi-cow"
 
 
 @dataclass
@@ -163,7 +190,9 @@ def read_mem(pid: int, kind: str) -> SimpleNamespace:
 
 def workers_of(procs: list[Process]) -> Iterator[tuple[Process, str, str, list]]:
     """Each program's main process with its kind, its worker processes' kind, its children."""
-    kinds = [("uWSGI master", "uWSGI worker")] + [("Dramatiq main", "Dramatiq worker")] * 2
+    kinds = [("uWSGI master", "uWSGI worker")] + [("Dramatiq main", "Dramatiq worker")] * (
+        len(procs) - 1
+    )
     for proc, (main, worker) in zip(procs, kinds, strict=True):
         yield proc, main, worker, psutil.Process(proc.proc.pid).children()
 
@@ -199,8 +228,13 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
     options = OPTIONS | ({"lazy-apps": None} if cfg.preload else {})
     if cfg.gc_freeze:
         options |= {"module": "uwsgi_freeze:application", "pythonpath": str(BENCH)}
+    if cfg.libs:
+        options |= {"shared-import": "uwsgi_libs", "pythonpath": str(BENCH)}
     ini = common.uwsgi_ini(slot_dir, port, options, **UWSGI, **slot.uwsgi_vars)
-    flags = ["--bench-preload"] * cfg.preload + ["--bench-freeze"] * cfg.gc_freeze
+    tasks = not cfg.uwsgi_only  # the Dramatiq mains get the preload and freeze too
+    flags = ["--bench-preload"] * (cfg.preload and tasks) + ["--bench-freeze"] * (
+        cfg.gc_freeze and tasks
+    )
     script = [str(common.VENV_BIN / "python"), str(BENCH / "dramatiq_main.py"), *flags]
     head = script if flags else []  # dramatiq itself, or through dramatiq_main.py for its flags
     threads = common.role_vars()["coinex_chatbot_task_threads"]
@@ -208,7 +242,7 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
     procs: list[Process] = []
     try:
         procs.append(common.start_uwsgi(slot_dir, env, ini, port))
-        for i in range(2):
+        for i in range(args.ws):
             procs.append(common.start_worker(env, slot_dir, f"dramatiq-{i}", threads, head))
         cpu_before, halt = common.cpu_seconds(procs[0].proc.pid), threading.Event()
         sampler = threading.Thread(target=sample, args=(slot, procs, args.sample_interval, halt))
@@ -234,7 +268,7 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
         time.sleep(args.settle)
         for proc, main, worker, kids in workers_of(procs):
             proc.check()
-            if len(kids) != (want := 2 if main == "uWSGI master" else 1):
+            if len(kids) != (want := uwsgi_processes() if main == "uWSGI master" else 1):
                 raise BenchError(f"{proc.name} has {len(kids)} children, not {want}")
             slot.mems += [read_mem(proc.proc.pid, main), *(read_mem(k.pid, worker) for k in kids)]
     finally:
@@ -271,6 +305,10 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
         raise BenchError(f"{cfg.name}: " + "; ".join(problems))
 
 
+def uwsgi_processes() -> int:
+    return int(common.role_vars(**UWSGI)["coinex_chatbot_uwsgi_processes"])
+
+
 def mib(kib: float) -> str:
     return f"{kib / 1024:.1f}"
 
@@ -293,8 +331,9 @@ def section(slots: list[Slot], args: Any, jemalloc: str, host: dict, started: fl
             "load avg at start": s.loadavg,
         })  # fmt: skip
         summary.append(name | {f"{k} RSS": f"{ratio[k]:.2f}x" for k in TARGET_KINDS} | {
-            "uWSGI PSS total (master + 2 workers)": pss(s, base, "uWSGI"),
-            "Dramatiq PSS total (2 × main + worker)": pss(s, base, "Dramatiq"),
+            f"uWSGI PSS total (master + {uwsgi_processes()} workers)": pss(s, base, "uWSGI"),
+            f"Dramatiq PSS total ({args.ws} × main + worker)": pss(s, base, "Dramatiq"),
+            "all programs PSS total": pss(s, base, ""),
             "req/s": f"{s.rps / base.rps:.2f}x",
             "uWSGI CPU per request": f"{s.cpu_us / base.cpu_us:.2f}x",
             "failed requests": s.failed,
@@ -321,11 +360,15 @@ def section(slots: list[Slot], args: Any, jemalloc: str, host: dict, started: fl
                 "after the load": mib(s.median(kind)),
                 "max sampled during the load": mib(top),
             })  # fmt: skip
-        if s.config.jemalloc:
-            met = "met" if max(ratio[k] for k in TARGET_KINDS) <= TARGET else "not met"
-            ratios = ", ".join(f"{k} {ratio[k]:.2f}x" for k in TARGET_KINDS)
-            target.append(f"- {s.config.name}: {ratios}: **{met}**")
-    tables = [(runs, "llrrrrrrrrr"), (summary, "lrrrrrrrr"), (memory, "llrrrrrrrrl")]
+        if s is not base:
+            total = s.pss("") / base.pss("")
+            met = "met" if total <= TARGET else "not met"
+            reload = "no chain reload (preloaded master)" if s.config.preload else "chain reload"
+            target.append(
+                f"- {s.config.name}: {mib(s.pss(''))} MiB against {mib(base.pss(''))} MiB = "
+                f"**{total:.2f}x**: **{met}** ({reload})"
+            )
+    tables = [(runs, "llrrrrrrrrr"), (summary, "lrrrrrrrrr"), (memory, "llrrrrrrrrl")]
     return common.section(
         "memory",
         args.argv,
@@ -334,6 +377,7 @@ def section(slots: list[Slot], args: Any, jemalloc: str, host: dict, started: fl
         args=args,
         jemalloc=jemalloc,
         uwsgi=common.options_text(OPTIONS, UWSGI),
+        uwsgi_processes=uwsgi_processes(),
         threads=common.role_vars()["coinex_chatbot_task_threads"],
         tables=[common.table(*t) for t in [*tables, (growth, "llrrrr")]],
         target=target,
@@ -357,11 +401,15 @@ def main(argv: list[str]) -> int:
         "--configs", default=DEFAULT, help=f"glibc first, then any of {','.join(CONFIGS)}"
     )
     p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--ws", type=int, default=4, help="task programs (numprocs), WS")
+    p.add_argument("--uwsgi-processes", type=int, help="uWSGI workers (default: the role's)")
     p.add_argument("--sample-interval", type=float, default=2.0, help="RSS sampling, seconds")
     p.add_argument("--settle", type=float, default=3.0, help="idle seconds before reading")
     p.add_argument("--max-seconds", type=int, default=900, help="bound of each load phase")
     args = p.parse_args(argv)
     args.argv, names = argv, args.configs.split(",")
+    if args.uwsgi_processes:
+        UWSGI["coinex_chatbot_uwsgi_processes"] = args.uwsgi_processes
     if not set(names) <= CONFIGS.keys() or names[0] != "glibc" or args.messages > args.requests:
         p.error("--configs: glibc (the baseline) first; 0 < --messages <= --requests")
     signal.signal(signal.SIGTERM, stopped)

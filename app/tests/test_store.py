@@ -72,3 +72,41 @@ def test_a_message_pending_too_long_is_claimed_once_until_it_is_answered(redis_c
     assert redis_client.zscore("chatbot:pending", mid) is None
     assert redis_client.zscore("chatbot:pending", other) is None
     assert not {mid, other} & set(store.claim_stale_pending(0, limit=100_000))
+
+
+def test_post_message_checks_limits_and_stores_in_one_script(redis_client):
+    """The enqueue request's one script does what EXISTS, the rate-limit pipeline and the
+    store did: nothing at all for an unknown conversation, counting without storing when a
+    scope is over its limit, and an Idempotency-Key's replay names the first message."""
+    store = Store(redis_client, TTL, f"test:escalations:{uuid.uuid4().hex}")
+    ip = f"ip:{uuid.uuid4().hex}"
+    missing = uuid.uuid4().hex
+    posted = store.post_message(missing, "hello", "en", None, [(ip, 5)])
+    assert not posted.found and posted.added is None
+    assert not list(redis_client.scan_iter(f"*{missing}*"))
+    assert not list(redis_client.scan_iter(f"chatbot:rl:{ip}:*")), "a 404 counted the post"
+
+    cid = store.create_conversation("en")
+    limits = [(f"conversation:{cid}", 2), (ip, 0)]  # 0: that scope is off
+    first = store.post_message(cid, "How do I deposit?", "en", None, limits)
+    assert first.found and first.limit.allowed and first.added and first.added.created
+    mid = first.added.message_id
+    assert redis_client.hget(f"chatbot:msg:{mid}", "status") == "pending"
+    assert redis_client.lrange(f"chatbot:conv:{cid}:messages", 0, -1) == [mid]
+    assert redis_client.zscore("chatbot:pending", mid) is not None
+    assert all(0 < redis_client.ttl(k) <= TTL for k in redis_client.scan_iter(f"*{mid}*"))
+
+    key = "retry-1"
+    again = store.post_message(cid, "How do I withdraw?", "en", key, limits)
+    replay = store.post_message(cid, "How do I withdraw?", "en", key, [])
+    assert again.added and replay.added and not replay.added.created
+    assert (replay.added.message_id, replay.added.status, replay.added.text) == (
+        again.added.message_id,
+        "pending",
+        "How do I withdraw?",
+    )
+    refused = store.post_message(cid, "one too many", "en", None, limits)
+    assert not refused.limit.allowed and refused.limit.scope == "conversation"
+    assert 1 <= refused.limit.retry_after <= 61 and refused.added is None
+    assert redis_client.llen(f"chatbot:conv:{cid}:messages") == 2  # not stored
+    redis_client.delete(store.stream)

@@ -104,6 +104,10 @@ def test_first_deploy_answers_a_question(local: LocalDeploy) -> None:
     task_pid = local.supervisorctl("pid", "coinex_customer_chatbot:coinex_customer_chatbot_task_00")
     maps = Path(f"/proc/{task_pid.stdout.strip()}/maps").read_text()
     assert "libjemalloc.so.2" in maps
+    environ = Path(f"/proc/{task_pid.stdout.strip()}/environ").read_bytes().split(b"\0")
+    assert any(e.startswith(b"MALLOC_CONF=background_thread:true,") for e in environ), environ
+    # jemalloc names every option it does not know ("<jemalloc>: Invalid conf pair") on stderr
+    assert "<jemalloc>" not in (logs / "coinex_customer_chatbot_task_00.log").read_text()
     assert (local.base / "shared/config/app.env").stat().st_mode & 0o777 == 0o640
     local.releases_seen.append(local.current())
 

@@ -27,7 +27,13 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """Send every log record of the process as one JSON line to stdout (idempotent)."""
+    """Send every log record of the process as one JSON line to stdout (idempotent).
+
+    The JSON line holds no caller, thread or process fields, so the records do not collect
+    them (the logging module's documented optimisation flags): a request logs one line.
+    """
+    logging._srcfile = None  # no caller lookup (sys._getframe walk) per record
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return

@@ -7,6 +7,7 @@ every process writes its samples to files there and /metrics sums them.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +40,25 @@ TASK_LATENCY = Histogram(
     "answer_message duration",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+
+# the labelled children of the per-request metrics, by label values: labels() validates and
+# converts its arguments on every call, a dict lookup does not (label values are bounded: the
+# app's routes, METRIC_METHODS, status codes)
+_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def http_request(method: str, endpoint: str, status: int, seconds: float) -> None:
+    """Count one HTTP request and observe its latency."""
+    key = (method, endpoint, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (
+            HTTP_REQUESTS.labels(method, endpoint, str(status)),
+            HTTP_LATENCY.labels(endpoint),
+        )
+        _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

@@ -54,6 +54,44 @@ redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
 return ARGV[1]
 """
 
+# The enqueue request's Redis work in one round trip. KEYS: the conversation, the new message, the
+# conversation's list, the pending index, the idempotency key (or the conversation again when the
+# post has none), then one rate-limit counter per active scope. ARGV: new message id, conversation
+# id, text, lang, created_at, TTL in seconds, the pending score (full precision), "1" when the
+# post has an idempotency key, the counters' TTL, message key prefix, then each counter's limit.
+# Returns {'missing'}; {'limited', n} (n: the first scope over its limit, from 1; every counter
+# counts the post, as before); {'named', id, status, text} (the key names an earlier message);
+# {'stored', id}. Same steps and order as the commands it replaces (EXISTS, the rate-limit
+# pipeline, then the MULTI of add_message or the script of add_message_once).
+_POST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'missing'}
+end
+local counts = {}
+for i = 6, #KEYS do
+  counts[#counts + 1] = redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[9])
+end
+for i, count in ipairs(counts) do
+  if count > tonumber(ARGV[10 + i]) then
+    return {'limited', i}
+  end
+end
+if ARGV[8] == '1' and not redis.call('SET', KEYS[5], ARGV[1], 'NX', 'EX', ARGV[6]) then
+  local named = redis.call('GET', KEYS[5])
+  local msg = ARGV[10] .. named
+  return {'named', named, redis.call('HGET', msg, 'status'), redis.call('HGET', msg, 'text')}
+end
+redis.call('HSET', KEYS[2], 'conversation_id', ARGV[2], 'text', ARGV[3], 'lang', ARGV[4],
+           'status', 'pending', 'created_at', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('ZADD', KEYS[4], ARGV[7], ARGV[1])
+return {'stored', ARGV[1]}
+"""
+
 # KEYS: the pending index. ARGV: sent before this time, now, at most this many, message key prefix.
 # The messages still pending that were last sent before ARGV[1], marked sent now; the index
 # forgets the others (completed, or expired with their conversation).
@@ -105,6 +143,16 @@ class RateLimitResult:
     scope: str = ""
 
 
+@dataclass(frozen=True)
+class Posted:
+    """What Store.post_message did: no such conversation, rate-limited, or the message added
+    (stored now, or named by an earlier post with the same Idempotency-Key)."""
+
+    found: bool
+    limit: RateLimitResult
+    added: Added | None = None
+
+
 # the store's client fails fast when Redis is down and reconnects by itself when it is back
 CLIENT_OPTIONS: dict[str, Any] = {
     "decode_responses": True,
@@ -135,6 +183,7 @@ class Store:
         self._add_once = client.register_script(_ADD_ONCE)
         self._release = client.register_script(_RELEASE)
         self._claim_stale = client.register_script(_CLAIM_STALE)
+        self._post = client.register_script(_POST)
 
     @staticmethod
     def _conv(cid: str) -> str:
@@ -179,6 +228,39 @@ class Store:
         pipe.zadd(PENDING, {mid: time.time()})
         pipe.execute()
         return mid
+
+    def post_message(
+        self,
+        cid: str,
+        text: str,
+        lang: str,
+        key: str | None,
+        limits: list[tuple[str, int]],
+        window: int = 60,
+    ) -> Posted:
+        """conversation_exists, hit_rate_limits and add_message (``key`` None) or
+        add_message_once in one round trip (one Lua script, atomic)."""
+        active = [(scope, limit) for scope, limit in limits if limit > 0]
+        now = time.time()
+        slot = int(now // window)
+        mid, conv = new_id(), self._conv(cid)
+        keys = [conv, self._msg(mid), f"{conv}:messages", PENDING]
+        keys.append(self._idempotency(cid, key) if key is not None else conv)
+        keys += [f"{PREFIX}:rl:{scope}:{slot}" for scope, _ in active]
+        args = [mid, cid, text, lang, f"{now:.3f}", self.ttl, repr(now)]
+        args += ["0" if key is None else "1", window + 1, f"{PREFIX}:msg:"]
+        args += [limit for _, limit in active]
+        reply = self._post(keys=keys, args=args)
+        allowed = RateLimitResult(True, 0)
+        if reply[0] == "missing":
+            return Posted(False, allowed)
+        if reply[0] == "limited":
+            retry_after = max(1, int((slot + 1) * window - now) + 1)
+            scope = active[int(reply[1]) - 1][0].split(":", 1)[0]
+            return Posted(True, RateLimitResult(False, retry_after, scope))
+        if reply[0] == "named":
+            return Posted(True, allowed, Added(reply[1], False, reply[2], reply[3]))
+        return Posted(True, allowed, Added(mid, created=True, status="pending", text=text))
 
     def _idempotency(self, cid: str, key: str) -> str:
         return f"{self._conv(cid)}:idem:{key}"

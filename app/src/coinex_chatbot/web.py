@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, g, jsonify, render_template, request
+from flask.sessions import SessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -22,7 +23,7 @@ from .language import LANGUAGES, detect_language
 from .logs import log_event, setup_logging
 from .openapi import openapi_document
 from .runtime import get_runtime
-from .store import is_valid_id
+from .store import RateLimitResult, is_valid_id
 
 log = logging.getLogger("coinex_chatbot.web")
 
@@ -39,6 +40,17 @@ SECURITY_HEADERS = {
 }
 # the Prometheus `method` label: any other method string counts as "other"
 METRIC_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+
+
+class NoSessions(SessionInterface):
+    """The app keeps no Flask session (conversations carry their own token): nothing to open or
+    sign per request. Flask's default would build a signing serializer on every request."""
+
+    def open_session(self, app: Flask, request: object) -> None:
+        return None  # Flask then uses a NullSession, which refuses writes
+
+    def save_session(self, app: Flask, session: object, response: Response) -> None:
+        return None
 
 
 class ApiError(Exception):
@@ -100,8 +112,11 @@ def _json_body(max_bytes: int) -> dict[str, Any]:
         raise ApiError(400, "malformed_json", "the body is nested too deeply") from None
     except ValueError:  # an integer over Python's int-string conversion limit
         raise ApiError(400, "malformed_json", "a number in the body has too many digits") from None
-    try:  # a \ud800-style escape decodes to a lone surrogate, which no UTF-8 text can hold
-        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    # a \ud800-style escape decodes to a lone surrogate, which no UTF-8 text can hold; only a
+    # \u escape can make one (the strict UTF-8 decoding above refuses encoded surrogates)
+    try:
+        if "\\u" in text:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise ApiError(
             400, "invalid_encoding", "the body has a lone surrogate (\\ud800-\\udfff) in a string"
@@ -148,6 +163,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.session_interface = NoSessions()
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     articles = article_count()  # the corpus is read (and validated) before serving
@@ -179,7 +195,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             raise ApiError(404, "unknown_conversation", f"no conversation with id {cid!r}")
 
     def rate_limit(scopes: list[tuple[str, int]]) -> None:
-        result = store.hit_rate_limits(scopes)
+        refuse_if_limited(store.hit_rate_limits(scopes))
+
+    def refuse_if_limited(result: RateLimitResult) -> None:
         if not result.allowed:
             metrics.RATE_LIMITED.labels(result.scope).inc()
             raise ApiError(
@@ -200,8 +218,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # the route, never the path: paths hold conversation ids
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         method = request.method if request.method in METRIC_METHODS else "other"
-        metrics.HTTP_REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
-        metrics.HTTP_LATENCY.labels(endpoint).observe(elapsed)
+        metrics.http_request(method, endpoint, response.status_code, elapsed)
         log_event(
             log,
             "request",
@@ -274,31 +291,30 @@ def create_app(settings: Settings | None = None) -> Flask:
                 400, "text_too_long", f"'text' is over {settings.max_text_chars} characters"
             )
         lang = _lang(body) or detect_language(text)
-        require_conversation(cid)
-        rate_limit(
-            [
-                (f"conversation:{cid}", settings.rate_limit_conversation),
-                (f"ip:{request.remote_addr}", settings.rate_limit_ip),
-            ]
-        )
-        if key is None:
-            mid, status, replay = store.add_message(cid, text, lang), "pending", False
-        else:
-            added = store.add_message_once(cid, text, lang, key)
-            mid, status, replay = added.message_id, added.status or "pending", not added.created
-            if replay and added.status is None:
-                raise ApiError(
-                    409,
-                    "idempotency_conflict",
-                    "the message first posted with this Idempotency-Key is being undone; retry",
-                    REDIS_RETRY_AFTER,
-                )
-            if replay and added.text != text:
-                raise ApiError(
-                    422,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used for another text in this conversation",
-                )
+        limits = [
+            (f"conversation:{cid}", settings.rate_limit_conversation),
+            (f"ip:{request.remote_addr}", settings.rate_limit_ip),
+        ]
+        posted = store.post_message(cid, text, lang, key, limits)
+        if not posted.found:
+            raise ApiError(404, "unknown_conversation", f"no conversation with id {cid!r}")
+        refuse_if_limited(posted.limit)
+        added = posted.added
+        assert added is not None  # found and not limited: the message is added
+        mid, status, replay = added.message_id, added.status or "pending", not added.created
+        if replay and added.status is None:
+            raise ApiError(
+                409,
+                "idempotency_conflict",
+                "the message first posted with this Idempotency-Key is being undone; retry",
+                REDIS_RETRY_AFTER,
+            )
+        if replay and added.text != text:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another text in this conversation",
+            )
         if not replay:
             enqueue(cid, mid, key)
         if settings.redis_wait_replicas:
