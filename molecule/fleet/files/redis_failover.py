@@ -64,7 +64,8 @@ def address(container: str) -> str:
 def pids(apps: list[str]) -> dict[str, str]:
     found = {}
     for app in apps:
-        for line in docker("exec", app, "supervisorctl", "status").splitlines():
+        # supervisorctl status exits non-zero when a process is not RUNNING: its table still counts
+        for line in docker("exec", app, "supervisorctl", "status", check=False).splitlines():
             fields = line.split()
             if len(fields) >= 4 and fields[1] == "RUNNING" and fields[2] == "pid":
                 found[f"{app} {fields[0]}"] = fields[3].rstrip(",")
