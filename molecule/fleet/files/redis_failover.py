@@ -86,11 +86,36 @@ def api_ok(url: str) -> bool:
         return False
 
 
+def settled_primary(args: argparse.Namespace) -> str:
+    """The one Redis that says ROLE master and that every Sentinel names (an earlier outage may
+    still be settling: at most 30 s)."""
+    started = time.monotonic()
+    while True:
+        primaries = [c for c in args.redis if (redis_cli(c, 6379, "ROLE") or [""])[0] == "master"]
+        named = {
+            tuple(
+                redis_cli(
+                    c,
+                    26379,
+                    "SENTINEL",
+                    "get-master-addr-by-name",
+                    args.master_name,
+                    auth="FLEET_SENTINEL_AUTH",
+                )[:1]
+            )
+            for c in args.redis
+        }
+        if len(primaries) == 1 and named == {(address(primaries[0]),)}:
+            return primaries[0]
+        if time.monotonic() - started > 30:
+            sys.exit(
+                f"no settled Redis primary: ROLE master on {primaries}, Sentinels name {named}"
+            )
+        time.sleep(0.5)
+
+
 def kill(args: argparse.Namespace) -> dict[str, object]:
-    primaries = [c for c in args.redis if (redis_cli(c, 6379, "ROLE") or [""])[0] == "master"]
-    if len(primaries) != 1:
-        sys.exit(f"expected one Redis primary, found {primaries}")
-    old = primaries[0]
+    old = settled_primary(args)
     old_address = address(old)
     survivors = [c for c in args.redis if c != old]
     by_address = {address(c): c for c in survivors}
