@@ -83,6 +83,12 @@ VALID: dict[str, Any] = {
     V + "redis_password": "",
     V + "redis_app_password": "",
     V + "local_redis_maxmemory": "256mb",
+    V + "redis_sentinels": [],
+    V + "redis_sentinel_port": 26379,
+    V + "redis_master_name": "coinex_chatbot",
+    V + "redis_sentinel_password": "",
+    V + "redis_wait_replicas": 0,
+    V + "redis_wait_timeout_ms": 1000,
 }
 WS = {"value": 2, "source": "local mode default", "name": "coinex_chatbot_ws_by_mode.local"}
 PRODUCTION = {
@@ -505,3 +511,46 @@ def test_every_bad_variable_is_reported_in_table_order() -> None:
         V + "user",
         V + "confidence_threshold",
     ]
+
+
+SENTINELS = ["10.0.1.21:26379", "redis-2.example.internal:26379", "[fd00::3]:26379"]
+
+
+def test_sentinels_good() -> None:
+    assert invalid(redis_sentinels=SENTINELS, redis_sentinel_password="s" * 16) == []
+
+
+@pytest.mark.parametrize(
+    "entry", [":26379", "10.0.1.21", "10.0.1.21:0", "10.0.1.21:65536", "a b:1"]
+)
+def test_sentinels_bad(entry: str) -> None:
+    message = one(redis_sentinels=[SENTINELS[0], entry], redis_sentinel_password="s" * 16)
+    assert message.startswith(f"{V}redis_sentinels must be host:port strings")
+    assert "coinex_chatbot_private_address" in message
+
+
+def test_sentinels_not_a_list() -> None:
+    assert invalid(redis_sentinels="10.0.1.21:26379")[0].startswith(
+        f"{V}redis_sentinels must be a list"
+    )
+
+
+def test_sentinel_password_required_with_sentinels() -> None:
+    assert invalid(redis_sentinels=SENTINELS, redis_sentinel_password="short") == [
+        f"{V}redis_sentinel_password required with Sentinels (coinex_chatbot_redis_sentinels):"
+        " at least 16 characters, vaulted"
+    ]
+    assert invalid(redis_sentinel_password="short") == []  # no Sentinels: unused
+
+
+@pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        ({"redis_master_name": "a b"}, "redis_master_name"),
+        ({"redis_wait_replicas": 17}, "redis_wait_replicas"),
+        ({"redis_wait_timeout_ms": 5}, "redis_wait_timeout_ms"),
+        ({"redis_sentinel_port": 0}, "redis_sentinel_port"),
+    ],
+)
+def test_sentinel_settings_bad(changes: dict[str, Any], name: str) -> None:
+    assert one(**changes).startswith(f"{V}{name} must be")

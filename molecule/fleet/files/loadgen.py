@@ -4,9 +4,10 @@ Runs ``--connections`` threads, each with its own keep-alive HTTP connection and
 until the file ``--stop-file`` appears or ``--max-seconds`` pass. Every response that is not 2xx
 and every connection error counts as a failure. Each thread posts a chat message every
 ``--post-every`` requests (one in ``--escalate-every`` messages is gibberish that escalates to a
-human ticket) and keeps every message id it got back. After the load it polls the conversations
-until every posted message is completed (answered or escalated) or ``--settle-seconds`` pass, and
-writes the figures as JSON to ``--out``. Standard library only.
+human ticket) and keeps every message id it got back; with ``--post-retries`` a failed chat POST
+is retried with the same Idempotency-Key, as the chat page does. After the load it polls the
+conversations until every posted message is completed (answered or escalated) or
+``--settle-seconds`` pass, and writes the figures as JSON to ``--out``. Standard library only.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Client:
         path: str,
         body: dict[str, Any] | None = None,
         token: str | None = None,
+        key: str | None = None,
     ) -> Any:
         """One request; returns the decoded JSON body, or None (counted as a failure)."""
         self.requests += 1
@@ -69,6 +71,8 @@ class Client:
         headers = {"Content-Type": "application/json"} if payload is not None else {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        if key:
+            headers["Idempotency-Key"] = key
         try:
             if self.conn is None:
                 self.conn = self.connect()
@@ -115,9 +119,15 @@ def run_client(client: Client, args: argparse.Namespace, stop: threading.Event, 
             count = sum(len(ids) for ids in client.posted.values())
             escalate = (count + index) % args.escalate_every == 0
             text = GIBBERISH if escalate else QUESTIONS[(count + index) % len(QUESTIONS)]
-            accepted = client.call(
-                "POST", f"/api/v1/conversations/{conversation}/messages", {"text": text}, token
-            )
+            path = f"/api/v1/conversations/{conversation}/messages"
+            key = f"load-{index}-{sent}" if args.post_retries else None
+            accepted = client.call("POST", path, {"text": text}, token, key)
+            # a client that retries (as the chat page does): the same key, after a pause
+            for _ in range(args.post_retries if accepted is None else 0):
+                time.sleep(0.5)
+                accepted = client.call("POST", path, {"text": text}, token, key)
+                if accepted is not None:
+                    break
             if accepted is not None:
                 client.posted[conversation].append(accepted["message_id"])
                 if escalate:
@@ -159,6 +169,12 @@ def main() -> None:
     parser.add_argument("--post-every", type=int, default=8)
     parser.add_argument("--escalate-every", type=int, default=5)
     parser.add_argument("--think-ms", type=float, default=10)
+    parser.add_argument(
+        "--post-retries",
+        type=int,
+        default=0,
+        help="retry a failed chat POST this many times with the same Idempotency-Key (0: none)",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 

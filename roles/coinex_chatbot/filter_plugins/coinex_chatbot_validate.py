@@ -47,6 +47,10 @@ REDIS_URL_RE = (
     r"|unix:///[^?#@]+(?:\?[^#]*)?"
 )
 ENV_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
+SENTINEL_RE = (
+    r"([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\]):"
+    r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+)
 
 
 def _truncate(text: str, length: int) -> str:
@@ -334,6 +338,29 @@ def redis_app_password(value: object, _: None, ctx: Context) -> str | None:
     return None
 
 
+def redis_sentinels(value: object, _: None, ctx: Context) -> str | None:
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        return f"must be a list of host:port strings, got {_shown(value)}"
+    bad = [item for item in value if not _matches(SENTINEL_RE, item)]
+    if bad:
+        return (
+            f"must be host:port strings, got {_shown(bad)} (with 3 or more `redis` hosts each needs"
+            " coinex_chatbot_private_address, or its facts gathered in the same run)"
+        )
+    return None
+
+
+def redis_sentinel_password(value: object, _: None, ctx: Context) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if ctx.values["coinex_chatbot_redis_sentinels"] and len(value) < 16:
+        return (
+            "required with Sentinels (coinex_chatbot_redis_sentinels): at least 16 characters,"
+            " vaulted"
+        )
+    return None
+
+
 V = "coinex_chatbot_"
 # Every check, in report order: (variable, check, argument). An integer's argument is its range,
 # or the app setting (environment variable) whose range the app's config.py gives; WS comes first
@@ -396,6 +423,16 @@ CHECKS: tuple[tuple[str, Check, Any], ...] = (
     (V + "secret_key", secret_key, None),
     (V + "redis_password", redis_password, None),
     (V + "redis_app_password", redis_app_password, None),
+    (V + "redis_sentinels", redis_sentinels, None),
+    (V + "redis_sentinel_port", integer, (1, 65535)),
+    (
+        V + "redis_master_name",
+        matches,
+        (r"[A-Za-z0-9._-]{1,64}", "a Sentinel master name (letters, digits, . _ -)"),
+    ),
+    (V + "redis_sentinel_password", redis_sentinel_password, None),
+    (V + "redis_wait_replicas", integer, "CHATBOT_REDIS_WAIT_REPLICAS"),
+    (V + "redis_wait_timeout_ms", integer, "CHATBOT_REDIS_WAIT_TIMEOUT_MS"),
 )
 CHECKED = tuple(dict.fromkeys(name for name, _, _ in CHECKS))
 
