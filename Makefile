@@ -13,9 +13,11 @@ setup:  ## for the tests: Debian packages, .venv with every pinned tool, app ins
 setup-deploy:  ## for deploying only: .venv with Ansible (the role installs what the hosts need)
 	scripts/setup deploy
 
+# extra ansible-playbook arguments of `make deploy`, e.g. DEPLOY_ARGS="-e ws=4" (bench/deploy.py uses it)
+DEPLOY_ARGS ?=
+
 deploy: setup-deploy  ## deploy the chatbot locally (inventories/local, WS=2) and print the chat URL
-	$(BIN)/ansible-galaxy collection install -r requirements.yml
-	$(BIN)/ansible-playbook deploy.yml
+	$(BIN)/ansible-playbook deploy.yml $(DEPLOY_ARGS)
 
 vault: setup-deploy  ## your production vault: inventories/production/.vault_pass + group_vars/all/vault.yml
 	scripts/vault
