@@ -37,23 +37,6 @@ end
 return 1
 """
 
-# KEYS: the idempotency key, the message, the conversation's list, the conversation, the
-# pending index. ARGV: new message id, conversation id, text, lang, created_at, TTL in seconds.
-# Returns the new id when it stored the message, else the id the key already names.
-_ADD_ONCE = """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[6]) then
-  return redis.call('GET', KEYS[1])
-end
-redis.call('HSET', KEYS[2], 'conversation_id', ARGV[2], 'text', ARGV[3], 'lang', ARGV[4],
-           'status', 'pending', 'created_at', ARGV[5])
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('RPUSH', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[6])
-redis.call('EXPIRE', KEYS[4], ARGV[6])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
-return ARGV[1]
-"""
-
 # The enqueue request's Redis work in one round trip. KEYS: the conversation, the new message, the
 # conversation's list, the pending index, the idempotency key (or the conversation again when the
 # post has none), then one rate-limit counter per active scope. ARGV: new message id, conversation
@@ -62,7 +45,7 @@ return ARGV[1]
 # Returns {'missing'}; {'limited', n} (n: the first scope over its limit, from 1; every counter
 # counts the post, as before); {'named', id, status, text} (the key names an earlier message);
 # {'stored', id}. Same steps and order as the commands it replaces (EXISTS, the rate-limit
-# pipeline, then the MULTI of add_message or the script of add_message_once).
+# pipeline, then the MULTI that stored a message and the script that stored it once per key).
 _POST = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
@@ -180,7 +163,6 @@ class Store:
         self.stream = escalation_stream
         self.escalation_maxlen = escalation_maxlen  # approximate: MAXLEN ~ trims whole nodes
         self._complete = client.register_script(_COMPLETE)
-        self._add_once = client.register_script(_ADD_ONCE)
         self._release = client.register_script(_RELEASE)
         self._claim_stale = client.register_script(_CLAIM_STALE)
         self._post = client.register_script(_POST)
@@ -209,25 +191,8 @@ class Store:
         return is_valid_id(cid) and bool(self.r.exists(self._conv(cid)))
 
     def add_message(self, cid: str, text: str, lang: str) -> str:
-        mid = new_id()
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            self._msg(mid),
-            mapping={
-                "conversation_id": cid,
-                "text": text,
-                "lang": lang,
-                "status": "pending",
-                "created_at": f"{time.time():.3f}",
-            },
-        )
-        pipe.expire(self._msg(mid), self.ttl)
-        pipe.rpush(f"{self._conv(cid)}:messages", mid)
-        pipe.expire(f"{self._conv(cid)}:messages", self.ttl)
-        pipe.expire(self._conv(cid), self.ttl)
-        pipe.zadd(PENDING, {mid: time.time()})
-        pipe.execute()
-        return mid
+        """Store a message in an existing conversation (no key, no rate limits); its id."""
+        return self._added(self.post_message(cid, text, lang, None, []), cid).message_id
 
     def post_message(
         self,
@@ -267,20 +232,13 @@ class Store:
 
     def add_message_once(self, cid: str, text: str, lang: str, key: str) -> Added:
         """Store the message unless ``key`` already names one in this conversation (same TTL)."""
-        mid = new_id()
-        keys = [
-            self._idempotency(cid, key),
-            self._msg(mid),
-            f"{self._conv(cid)}:messages",
-            self._conv(cid),
-            PENDING,
-        ]
-        args = [mid, cid, text, lang, f"{time.time():.3f}", self.ttl]
-        named = self._add_once(keys=keys, args=args)
-        if named == mid:
-            return Added(mid, created=True, status="pending", text=text)
-        status, first_text = self.r.hmget(self._msg(named), ["status", "text"])
-        return Added(named, created=False, status=status, text=first_text)
+        return self._added(self.post_message(cid, text, lang, key, []), cid)
+
+    @staticmethod
+    def _added(posted: Posted, cid: str) -> Added:
+        if posted.added is None:
+            raise KeyError(f"no conversation {cid}")
+        return posted.added
 
     def discard_message(self, cid: str, mid: str, key: str | None = None) -> None:
         """Undo add_message(_once) when the task could not be enqueued (best effort)."""
