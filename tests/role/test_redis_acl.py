@@ -29,21 +29,18 @@ sys.path.insert(0, str(ROOT / "app" / "tests"))
 from services import REDIS_SERVER, Stack, running_stack, wait_for
 
 pytestmark = pytest.mark.e2e
-RULES = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/vars/main.yml").read_text())[
-    "__coinex_chatbot_redis_app_acl"
-]
+_VARS = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/vars/main.yml").read_text())
+RULES = _VARS["__coinex_chatbot_redis_app_acl"]
 APP_USER = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/defaults/main.yml").read_text())[
     "coinex_chatbot_redis_app_user"
 ]
-# the memory policy line the role appends to redis.conf (its blockinfile block)
-_TASKS = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/tasks/main.yml").read_text())
-_BLOCK = next(
-    t["ansible.builtin.blockinfile"]["block"]
-    for task in _TASKS
-    for t in task.get("block", [])
-    if "ansible.builtin.blockinfile" in t
+# the memory policy line of the settings the role gives Redis (one host, and with Sentinel)
+POLICY = next(
+    line
+    for line in _VARS["__coinex_chatbot_redis_settings"].splitlines()
+    if line.startswith("maxmemory-policy ")
 )
-POLICY = next(line for line in _BLOCK.splitlines() if line.startswith("maxmemory-policy "))
+assert POLICY in _VARS["__coinex_chatbot_redis_ha_settings"].splitlines()
 ADMIN_PASSWORD = "admin-password-for-the-acl-test"
 APP_PASSWORD = "app-password-for-the-acl-test"
 # what the app user must never run (each with harmless arguments: refused before it runs)
