@@ -161,7 +161,8 @@ def test_slow_clients_do_not_starve_the_web_tier(local: LocalDeploy) -> None:
     figures = json.loads(proc.stdout)
     assert figures["probes"] > 150, figures
     assert figures["failed"] == 0, figures
-    assert figures["p99_ms"] < 50, figures
+    # < 50 ms, or < 3x the same probe's p99 without slow clients when the machine alone is slow
+    assert figures["p99_ms"] < figures["p99_limit_ms"], figures
     assert figures["questions"] >= 15, figures
     assert figures["answered"] == figures["questions"], figures
 

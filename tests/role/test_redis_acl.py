@@ -34,13 +34,15 @@ RULES = _VARS["__coinex_chatbot_redis_app_acl"]
 APP_USER = yaml.safe_load((ROOT / "roles/coinex_chatbot_redis/defaults/main.yml").read_text())[
     "coinex_chatbot_redis_app_user"
 ]
-# the memory policy line of the settings the role gives Redis (one host, and with Sentinel)
+# the memory policy line of the settings the role gives Redis (one host, and with Sentinel: both
+# use its storage block)
 POLICY = next(
     line
-    for line in _VARS["__coinex_chatbot_redis_settings"].splitlines()
+    for line in _VARS["__coinex_chatbot_redis_storage_settings"].splitlines()
     if line.startswith("maxmemory-policy ")
 )
-assert POLICY in _VARS["__coinex_chatbot_redis_ha_settings"].splitlines()
+for _name in ("__coinex_chatbot_redis_settings", "__coinex_chatbot_redis_ha_settings"):
+    assert "{{ __coinex_chatbot_redis_storage_settings }}" in _VARS[_name], _name
 ADMIN_PASSWORD = "admin-password-for-the-acl-test"
 APP_PASSWORD = "app-password-for-the-acl-test"
 # what the app user must never run (each with harmless arguments: refused before it runs)
