@@ -11,13 +11,24 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from .config import Settings
 
 # a Sentinel that is down or unreachable costs at most this long before the next one is asked
 SENTINEL_SOCKET_TIMEOUT = 1.0
+
+# A failed command is retried once, at once, on a new connection (a connection the server closed,
+# or a primary replaced by a failover, is not an error the caller sees). Not more: redis-py's
+# default is 10 retries with backoff, and each reconnection through Sentinel can itself retry, so
+# while a primary is lost a web request held its uWSGI thread for 10-25 s; every thread of a host
+# was soon held, the load balancer's health checks timed out and it marked every host DOWN. With
+# one retry a request gives up within seconds (the API's 503 with Retry-After) and the client
+# retries with its Idempotency-Key.
+FAIL_FAST_RETRY = Retry(NoBackoff(), 1)
 
 
 def redis_client(settings: Settings, **options: Any) -> redis.Redis:

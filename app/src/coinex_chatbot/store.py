@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from .config import Settings
+from .redis_connection import FAIL_FAST_RETRY
 
 PREFIX = "chatbot"
 PENDING = f"{PREFIX}:pending"  # sorted set: pending message id -> when its task was last sent
@@ -142,6 +143,7 @@ CLIENT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 1.0,
     "socket_timeout": 2.0,
     "health_check_interval": 15,
+    "retry": FAIL_FAST_RETRY,
 }
 
 

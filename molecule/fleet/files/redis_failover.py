@@ -6,6 +6,12 @@ name another host and until a conversation can be opened through the load balanc
 compares the process ids (no process restarted).
 ``rejoin``: ``docker start``s the old primary and measures the seconds until it is a connected
 replica of the new one.
+``primary``: the settled primary's container.
+``hold``: starts placeholder containers (``sleep``) on a Docker network until one holds the
+given address (Docker hands out the lowest free one), so that a container created next gets
+another; prints their names.
+``topology``: each Redis container's address, role and link, and what its Sentinel knows: the
+primary, the other Sentinels' and the replicas' addresses, CKQUORUM.
 Passwords come from the environment: REDISCLI_AUTH (Redis's default user) and
 FLEET_SENTINEL_AUTH (the Sentinels'). Prints the figures as one JSON object.
 """
@@ -181,6 +187,51 @@ def rejoin(args: argparse.Namespace) -> dict[str, object]:
     return {"rejoined_s": None, "role": fields.get("role"), "master": fields.get("master_host")}
 
 
+def pairs(flat: list[str]) -> list[dict[str, str]]:
+    """redis-cli's lines of an array of maps (SENTINEL sentinels / replicas) as dicts."""
+    found: list[dict[str, str]] = []
+    for key, value in zip(flat[::2], flat[1::2], strict=False):
+        if key == "name":
+            found.append({})
+        if found:
+            found[-1][key] = value
+    return found
+
+
+def topology(args: argparse.Namespace) -> dict[str, object]:
+    hosts: dict[str, object] = {}
+    for c in args.redis:
+        info = redis_cli(c, 6379, "INFO", "replication")
+        fields = dict(item.split(":", 1) for item in info if ":" in item)
+
+        def sentinel(*command: str, container: str = c) -> list[str]:
+            return redis_cli(container, 26379, "SENTINEL", *command, auth="FLEET_SENTINEL_AUTH")
+
+        hosts[c] = {
+            "address": address(c),
+            "role": fields.get("role"),
+            "master_host": fields.get("master_host"),
+            "link": fields.get("master_link_status"),
+            "bind": redis_cli(c, 6379, "CONFIG", "GET", "bind")[1:],
+            "sentinel_primary": sentinel("get-master-addr-by-name", args.master_name)[:1],
+            "sentinels": sorted(s["ip"] for s in pairs(sentinel("sentinels", args.master_name))),
+            "replicas": sorted(r["ip"] for r in pairs(sentinel("replicas", args.master_name))),
+            "ckquorum": " ".join(sentinel("ckquorum", args.master_name)[:1]),
+        }
+    return hosts
+
+
+def hold(args: argparse.Namespace) -> dict[str, object]:
+    names: list[str] = []
+    for n in range(32):
+        name = f"{args.prefix}{n}"
+        docker("run", "-d", "--name", name, "--network", args.network, args.image, "sleep", "1d")
+        names.append(name)
+        if address(name) == args.address:
+            return {"placeholders": names}
+    sys.exit(f"{args.address} not handed out to any of {names}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="phase", required=True)
@@ -194,8 +245,24 @@ def main() -> None:
     joining.add_argument("--old", required=True)
     joining.add_argument("--new", required=True)
     joining.add_argument("--bound", type=float, default=60)
+    for name in ("primary", "topology"):
+        reading = sub.add_parser(name)
+        reading.add_argument("--redis", nargs="+", required=True, help="the Redis containers")
+        reading.add_argument("--master-name", required=True)
+    holding = sub.add_parser("hold")
+    holding.add_argument("--network", required=True)
+    holding.add_argument("--image", required=True)
+    holding.add_argument("--address", required=True)
+    holding.add_argument("--prefix", default="coinex-fleet-placeholder-")
     args = parser.parse_args()
-    print(json.dumps(kill(args) if args.phase == "kill" else rejoin(args)))
+    phases = {
+        "hold": hold,
+        "kill": kill,
+        "rejoin": rejoin,
+        "primary": lambda a: {"primary": settled_primary(a)},
+        "topology": topology,
+    }
+    print(json.dumps(phases[args.phase](args)))
 
 
 if __name__ == "__main__":
