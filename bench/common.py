@@ -80,6 +80,9 @@ def uwsgi_ini(base: Path, port: int, options: dict[str, str | None], **variables
     more = {f"__coinex_chatbot_{k}": str(v) for k, v in dirs.items()}
     more |= {"coinex_chatbot_mode": "local", "__coinex_chatbot_local": True}
     more |= {"coinex_chatbot_base_dir": str(base), "coinex_chatbot_http_port": port}
+    # uWSGI itself on the port (the role's local mode puts its haproxy there; the bench measures
+    # uWSGI, as production's load balancer reaches it)
+    more |= {"__coinex_chatbot_uwsgi_bind": f"127.0.0.1:{port}"}
     text = render((ROLE / "templates" / "uwsgi.ini.j2").read_text(), role_vars(**more, **variables))
     lines = [line for line in text.splitlines() if line.split("=")[0].strip() not in options]
     lines += [f"{key} = {value}" for key, value in options.items() if value is not None]
@@ -216,6 +219,24 @@ def lab(prefix: str) -> Iterator[Lab]:
     finally:
         server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def start_replica(lab: Lab) -> RedisServer:
+    """A second private redis-server, a connected replica of the lab's."""
+    import redis
+
+    server = RedisServer(free_port(), lab.workdir / "replica")
+    server.workdir.mkdir(parents=True, exist_ok=True)
+    server.start()
+    client = redis.Redis.from_url(server.url, decode_responses=True)
+    primary = lab.client.connection_pool.connection_kwargs
+    client.replicaof(primary.get("host", "127.0.0.1"), primary["port"])
+    wait_for(
+        lambda: client.info("replication").get("master_link_status") == "up",
+        15,
+        "the replica to sync",
+    )
+    return server
 
 
 def app_env(redis_url: str, prom_dir: Path) -> dict[str, str]:

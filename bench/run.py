@@ -4,8 +4,9 @@ it runs app, sweep and memory in turn. The parts (README, "Benchmarks"): ``app``
 writes its own section of docs/benchmarks.md, between its markers.
 
 The app part: uWSGI (the role's uwsgi.ini.j2) against gunicorn (sync workers), the same number
-of processes, on the enqueue endpoint and /healthz at 64 wrk connections; then 1 against 2
-Dramatiq processes on preloaded messages. One private redis-server, rate limits off.
+of processes, and uWSGI with CHATBOT_REDIS_WAIT_REPLICAS=1, on the enqueue endpoint and /healthz
+at 64 wrk connections; then 1 against 2 Dramatiq processes on preloaded messages. One private
+redis-server with one replica, rate limits off.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def verdict(ok: bool, cells: Iterable[Runs]) -> str:
 
 def app(argv: list[str]) -> int:
     args = common.parser("app", __doc__.split("\n\n")[1]).parse_args(argv)
-    started, host, servers = time.monotonic(), common.machine(), ("uWSGI", "gunicorn")
+    started, host = time.monotonic(), common.machine()
+    servers = ("uWSGI", "gunicorn", web.WAIT1)
     with common.lab("coinex-bench-") as lab:
         print(f"web benchmark: {args}")
         cells = web.bench_web(args, servers, web.ENDPOINTS, (64,), lab)

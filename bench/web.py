@@ -19,6 +19,10 @@ from common import VENV_BIN, BenchError, Lab, Process, Runs
 
 Server = tuple[Process, int]  # the server's process (group) and its port
 ENDPOINTS = ("POST /api/v1/conversations/<id>/messages", "GET /healthz")
+# uWSGI again with CHATBOT_REDIS_WAIT_REPLICAS=1 (what the app hosts get with Sentinel): each
+# accepted message waits for the replica's acknowledgement before its 202 (issue 12's durability).
+# The replica replicates the Redis of every server's runs, so only the WAIT differs between them.
+WAIT1 = "uWSGI+WAIT1"
 OPTIONS = {"disable-logging": "true"}  # no request log in uWSGI: gunicorn has none by default
 
 
@@ -65,13 +69,15 @@ def wrk_argv(connections: int, url: str, duration: int, data: Path | None) -> li
 def servers(args: Namespace, lab: Lab, names: tuple[str, ...]) -> Iterator[dict[str, Server]]:
     """The servers by name, each in its own directory (Prometheus files included), ready."""
     started: dict[str, Server] = {}
+    replica = common.start_replica(lab) if WAIT1 in names else None
     try:
         for name in names:
             base, port = lab.workdir / name, common.free_port()
             (base / "prometheus").mkdir(parents=True)
-            if name == "uWSGI":
+            if name.startswith("uWSGI"):
                 ini = common.uwsgi_ini(base, port, OPTIONS, **uwsgi_vars(args))
-                started[name] = common.start_uwsgi(base, lab.env, ini, port), port
+                env = {**lab.env, "CHATBOT_REDIS_WAIT_REPLICAS": "1" if name == WAIT1 else "0"}
+                started[name] = common.start_uwsgi(base, env, ini, port), port
             else:
                 env = {**lab.env, "PROMETHEUS_MULTIPROC_DIR": str(base / "prometheus")}
                 proc = common.spawn(name, gunicorn_argv(port, args), env, base)
@@ -80,6 +86,8 @@ def servers(args: Namespace, lab: Lab, names: tuple[str, ...]) -> Iterator[dict[
     finally:
         for proc, _ in started.values():
             proc.stop(signal.SIGINT)
+        if replica is not None:
+            replica.stop()
 
 
 def run_wrk(c: int, server: Server, path: str, duration: int, data: Path | None, lab: Lab):
