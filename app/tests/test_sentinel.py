@@ -32,6 +32,10 @@ import pytest
 import redis
 import requests
 
+from coinex_chatbot.config import load_settings
+from coinex_chatbot.redis_connection import redis_client
+from coinex_chatbot.store import CLIENT_OPTIONS
+
 from services import REDIS_SERVER, Process, Stack, free_port, running_stack, spawn, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -44,6 +48,10 @@ RECOVERY_LIMIT_S = 15.0
 POSTERS = 4
 LOAD_BEFORE_KILL_S = 3.0
 LOAD_AFTER_RECOVERY_S = 3.0
+# the role's planned failover, run on the primary's host (here every process is on this one)
+PLANNED_FAILOVER = (
+    Path(__file__).resolve().parents[2] / "roles/coinex_chatbot_redis/files/planned_failover.sh"
+)
 REPLICA_LAG_S = 0.7  # the primary has no replica this long before it is killed
 # 1000 on a loaded 2-core machine: a Sentinel whose new link to the just promoted replica had not
 # answered within 1 s declared it down too, and a second failover lost the first one's writes
@@ -65,15 +73,14 @@ class Cluster:
     sentinels: dict[int, Process] = field(default_factory=dict)
 
     def start_redis(self, port: int, replica_of: int | None = None) -> None:
-        args = [
-            REDIS_SERVER,
-            "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(self.workdir), "--dbfilename", f"dump-{port}.rdb",
-            "--requirepass", PASSWORD, "--masterauth", PASSWORD,
-        ]  # fmt: skip
-        if replica_of is not None:
-            args += ["--replicaof", "127.0.0.1", str(replica_of)]
-        self.redis[port] = spawn(f"redis-{port}", args, {}, self.workdir)
+        # a config file of its own, as on the hosts: failovers rewrite it (CONFIG REWRITE)
+        config = self.workdir / f"redis-{port}.conf"
+        config.write_text(
+            f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir {self.workdir}\n'
+            f"dbfilename dump-{port}.rdb\nrequirepass {PASSWORD}\nmasterauth {PASSWORD}\n"
+            + (f"replicaof 127.0.0.1 {replica_of}\n" if replica_of is not None else "")
+        )
+        self.redis[port] = spawn(f"redis-{port}", [REDIS_SERVER, str(config)], {}, self.workdir)
         wait_for(lambda: self.client(port).ping(), 10, f"redis-server on port {port}")
 
     def start_sentinel(self, port: int, primary: int) -> None:
@@ -357,3 +364,42 @@ def diagnose(store: redis.Redis, load: Load, worker_log: str) -> str:
     lines.append(f"heartbeats (age s): {ages}")
     lines.append(f"worker id rotations: {rotations}")
     return "\n".join(lines)
+
+
+def test_a_planned_failover_loses_no_write_and_the_retry_reaches_the_new_primary(
+    cluster: Cluster, app_env
+) -> None:
+    """The role's planned failover (roles/coinex_chatbot_redis/files/planned_failover.sh): a
+    write acknowledged just before it survives (writes are held until a replica has them), and
+    the app's next write, which meets READONLY on a pooled connection to the demoted primary, is
+    retried on the primary the Sentinels now name. redis-py 8 retried on the address it had
+    (redis/redis-py#3874): every pooled connection cost one 503 after a failover."""
+    env = {
+        **app_env,
+        "REDIS_URL": f"redis://:{PASSWORD}@sentinel-managed:1/0",
+        "CHATBOT_REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in cluster.sentinels),
+        "CHATBOT_REDIS_MASTER_NAME": MASTER,
+        "CHATBOT_REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD,
+    }
+    client = redis_client(load_settings(env), **CLIENT_OPTIONS)
+    assert client.incr("written") == 1  # and a pooled connection to the primary
+    old = cluster.primary_port()
+    done = subprocess.run(
+        [
+            "sh",
+            str(PLANNED_FAILOVER),
+            MASTER,
+            str(old),
+            str(next(iter(cluster.sentinels))),
+            "15000",
+        ],
+        env={**os.environ, "REDISCLI_AUTH": PASSWORD, "SENTINEL_AUTH": SENTINEL_PASSWORD},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["127.0.0.1", "127.0.0.1"], done.stdout
+    assert cluster.client(old).info("replication")["role"] == "slave"
+    assert client.incr("written") == 2
+    assert cluster.primary_port() != old

@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from .config import Settings
 
@@ -29,6 +29,37 @@ SENTINEL_SOCKET_TIMEOUT = 1.0
 # one retry a request gives up within seconds (the API's 503 with Retry-After) and the client
 # retries with its Idempotency-Key.
 FAIL_FAST_RETRY = Retry(NoBackoff(), 1)
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary the Sentinels name, asked on every (re)connection.
+
+    redis-py 8 reconnects a retried command through ``connect_check_health`` with the address it
+    had, bypassing the Sentinels (redis/redis-py#3874, open): after a failover the retry of a
+    write that met READONLY on the demoted primary went to the same host and failed again, so
+    every pooled connection cost one 503. Here the retry reaches the promoted primary.
+    """
+
+    def _connect_retry(self) -> None:
+        if not self.connection_pool.is_master:
+            super()._connect_retry()
+            return
+        self.connect_check_health(
+            check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self._sock and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
+
+
+class PrimarySSLConnection(PrimaryConnection, SSLConnection):
+    """PrimaryConnection over TLS (a rediss:// REDIS_URL)."""
 
 
 def redis_client(settings: Settings, **options: Any) -> redis.Redis:
@@ -53,9 +84,9 @@ def redis_client(settings: Settings, **options: Any) -> redis.Redis:
 
 
 def _primary_options(url: str) -> dict[str, Any]:
-    """REDIS_URL's credentials, database and query options; its host and port are Sentinel's."""
+    """REDIS_URL's credentials, database, query options, TLS; its host and port are Sentinel's."""
     parsed = parse_url(url)
-    ssl = parsed.pop("connection_class", None) is SSLConnection
+    tls = parsed.pop("connection_class", None) is SSLConnection
     parsed.pop("host", None)
     parsed.pop("port", None)
-    return {**parsed, "ssl": True} if ssl else parsed
+    return {**parsed, "connection_class": PrimarySSLConnection if tls else PrimaryConnection}

@@ -10,8 +10,8 @@ replica of the new one.
 ``hold``: starts placeholder containers (``sleep``) on a Docker network until one holds the
 given address (Docker hands out the lowest free one), so that a container created next gets
 another; prints their names.
-``topology``: each Redis container's address, role and link, and what its Sentinel knows: the
-primary, the other Sentinels' and the replicas' addresses, CKQUORUM.
+``topology``: each Redis container's address, role and link, run_id and maxmemory, and what its
+Sentinel knows: the primary, the other Sentinels' and the replicas' addresses, CKQUORUM.
 Passwords come from the environment: REDISCLI_AUTH (Redis's default user) and
 FLEET_SENTINEL_AUTH (the Sentinels'). Prints the figures as one JSON object.
 """
@@ -168,11 +168,9 @@ def rejoin(args: argparse.Namespace) -> dict[str, object]:
     new_address = address(args.new)
     started = time.monotonic()
     docker("start", args.old)
-    info: list[str] = []
     fields: dict[str, str] = {}
     while time.monotonic() - started < args.bound:
-        info = redis_cli(args.old, 6379, "INFO", "replication")
-        fields = dict(item.split(":", 1) for item in info if ":" in item)
+        fields = redis_fields(args.old, "replication")
         if (
             fields.get("role") == "slave"
             and fields.get("master_host") == new_address
@@ -198,11 +196,16 @@ def pairs(flat: list[str]) -> list[dict[str, str]]:
     return found
 
 
+def redis_fields(container: str, section: str) -> dict[str, str]:
+    """One INFO section of a Redis container as a dict."""
+    info = redis_cli(container, 6379, "INFO", section)
+    return dict(item.split(":", 1) for item in info if ":" in item)
+
+
 def topology(args: argparse.Namespace) -> dict[str, object]:
     hosts: dict[str, object] = {}
     for c in args.redis:
-        info = redis_cli(c, 6379, "INFO", "replication")
-        fields = dict(item.split(":", 1) for item in info if ":" in item)
+        fields = redis_fields(c, "replication")
 
         def sentinel(*command: str, container: str = c) -> list[str]:
             return redis_cli(container, 26379, "SENTINEL", *command, auth="FLEET_SENTINEL_AUTH")
@@ -213,6 +216,8 @@ def topology(args: argparse.Namespace) -> dict[str, object]:
             "master_host": fields.get("master_host"),
             "link": fields.get("master_link_status"),
             "bind": redis_cli(c, 6379, "CONFIG", "GET", "bind")[1:],
+            "maxmemory": "".join(redis_cli(c, 6379, "CONFIG", "GET", "maxmemory")[1:]),
+            "run_id": redis_fields(c, "server").get("run_id"),
             "sentinel_primary": sentinel("get-master-addr-by-name", args.master_name)[:1],
             "sentinels": sorted(s["ip"] for s in pairs(sentinel("sentinels", args.master_name))),
             "replicas": sorted(r["ip"] for r in pairs(sentinel("replicas", args.master_name))),
