@@ -13,10 +13,13 @@ Retrieval (``bm25s``, Lucene BM25, k1=1.2, b=0.75, one index per language)
     * Score of an article = sum over distinct query tokens of weight x the token's bm25s score;
       numbers and coin tickers weigh ``MINOR_WEIGHT`` (they choose among articles, but must not
       outvote the words that say what the problem is).
+    * Ranking: the articles with a positive score, by score / best score + ``RANK_MIX`` x the
+      classifier's probability of the article (below); the confidence is that of the first.
 
 Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (default 0.35)
     IDF(t) = ln(1 + (N - df + 0.5) / (df + 0.5)), df = 0 for a word the corpus never uses (so an
-    unknown word weighs the most); s1 >= s2 are the two best article scores. The question's
+    unknown word weighs the most); s1, s2 are the BM25 scores of the two first-ranked articles
+    (s2 may exceed s1 when the classifier reorders them). The question's
     units are its English content words (not bigrams, numbers, tickers, coin / chain / wallet /
     exchange names or intent markers; a typo match counts its weight), its Chinese lexicon words,
     and its Chinese characters no lexicon word covers (found in an article when a bigram with
@@ -27,7 +30,7 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
       weight, a word only one text of the corpus uses ``RARE_SHARE``), e.g. the other company in
       "my twitter account";
     * strength: s1 / sum of IDF over the query tokens (BM25 against the query's own bound);
-    * margin: (s1 - s2) / s1, how clearly the best article beats the runner-up;
+    * margin: (s1 - s2) / s1 (at least -1), how clearly the best article beats the runner-up;
     * closest: the IDF share of the query tokens found in the single closest title, keyword or
       phrasing of the best article;
     * gap: the IDF of the heaviest unit the best article misses, over the heaviest unit's;
@@ -39,7 +42,7 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
     * clf_best, clf_margin, clf_agree, clf_max, clf_off: from the language's linear classifier
       (``classifier.py``, over the articles and an ``OFF_TOPIC_CLASS`` trained on
       ``off_topic.json``): its probability of the best article, that minus its probability of
-      BM25's runner-up, 1 if its own best article is BM25's, its highest article probability,
+      the runner-up, 1 if its own best article is the best, its highest article probability,
       and its off-topic probability.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
@@ -99,6 +102,7 @@ __all__ = [
 ]
 
 TITLE_WEIGHT = 3
+RANK_MIX = 0.3  # ranking: BM25 score / best BM25 score + this x the classifier's probability
 FUZZY_MIN_LEN = 6
 MINOR_WEIGHT = 0.3
 MAX_TYPO_LOOKUPS = 16
@@ -416,12 +420,15 @@ class _LanguageIndex:
         rows = [self.rows[tok] for tok in weights]
         return np.asarray(list(weights.values()), dtype=np.float32) @ self.matrix[rows]
 
-    def features(self, query: Query, units: Units, scores: np.ndarray) -> np.ndarray | None:
+    def features(
+        self, query: Query, units: Units, scores: np.ndarray, order: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """``FEATURES`` of the best article for the question (module doc); None without a
-        usable token or a positive score."""
+        usable token or a positive score. ``order``: the ranking (default by ``scores``)."""
         if not query or scores.size == 0:
             return None
-        order = np.argsort(-scores, kind="stable")
+        if order is None:
+            order = np.argsort(-scores, kind="stable")
         s1 = float(scores[order[0]])
         if s1 <= 0:
             return None
@@ -485,7 +492,7 @@ class _LanguageIndex:
                 coverage,
                 unknown_share,
                 strength,
-                (s1 - s2) / s1,
+                max(-1.0, (s1 - s2) / s1),
                 closest / everything,
                 gap,
                 specific,
@@ -701,6 +708,16 @@ def train_classifiers(
     return out
 
 
+@dataclass(frozen=True)
+class _Ranked:
+    lang: str
+    query: Query
+    units: Units
+    scores: np.ndarray  # BM25, per article
+    p: np.ndarray | None  # the classifier's probabilities: the articles', then off-topic's
+    order: np.ndarray  # the articles with a positive BM25 score, best first
+
+
 class KnowledgeBase:
     """The bilingual help centre with one BM25 index and one classifier per language."""
 
@@ -777,27 +794,41 @@ class KnowledgeBase:
         return self._articles[_lang(lang)][self._ids.index(article_id)]
 
     # ----- retrieval -----------------------------------------------------------------------
-    def _rank(self, text: str) -> tuple[str, Query, Units, np.ndarray]:
+    def _rank(self, text: str) -> _Ranked:
+        """The question's language, tokens, units, BM25 scores, the classifier's probabilities
+        (the articles', then off-topic's; None without a positive score) and the ranking: the
+        articles with a positive BM25 score by BM25 score / best BM25 score + ``RANK_MIX`` x the
+        classifier's probability."""
         query_lang = detect_language(text)
         index = self._indexes.get(query_lang)
         if index is None:
-            return query_lang, [], [], np.zeros(0, dtype=np.float32)
+            empty = np.zeros(0, dtype=np.float32)
+            return _Ranked(query_lang, [], [], empty, None, np.zeros(0, dtype=np.int64))
         query, units = index.parse(text)
-        return query_lang, query, units, index.scores(query)
+        scores = index.scores(query)
+        s1 = float(scores.max()) if scores.size else 0.0
+        if s1 <= 0:
+            return _Ranked(query_lang, query, units, scores, None, np.zeros(0, dtype=np.int64))
+        p = self._classifiers[query_lang].probabilities(tok for _, tok, _ in query)
+        mixed = np.where(scores > 0, scores / s1 + RANK_MIX * p[:-1], -np.inf)
+        order = np.argsort(-mixed, kind="stable")[: int((scores > 0).sum())]
+        return _Ranked(query_lang, query, units, scores, p, order)
 
-    def _features(
-        self, lang: str, query: Query, units: Units, scores: np.ndarray
-    ) -> np.ndarray | None:
+    def _features(self, ranked: _Ranked) -> np.ndarray | None:
         """``FEATURES`` of the best article: the index's, then the classifier's probability of
-        it, its lead over BM25's runner-up, whether the classifier's own best is it, the
+        it, its lead over the runner-up, whether the classifier's own best is it, the
         classifier's highest article probability and its probability of off-topic."""
-        found = self._indexes[lang].features(query, units, scores)
+        if ranked.p is None or not ranked.order.size:
+            return None
+        full = np.argsort(-ranked.scores, kind="stable")
+        order = np.concatenate([ranked.order, full[~np.isin(full, ranked.order)]])
+        found = self._indexes[ranked.lang].features(
+            ranked.query, ranked.units, ranked.scores, order
+        )
         if found is None:
             return None
-        p = self._classifiers[lang].probabilities(tok for _, tok, _ in query)
-        p, off = p[:-1], float(p[-1])
-        order = np.argsort(-scores, kind="stable")
-        best, second = int(order[0]), int(order[1]) if scores.size > 1 else int(order[0])
+        p, off = ranked.p[:-1], float(ranked.p[-1])
+        best, second = int(order[0]), int(order[1]) if order.size > 1 else int(order[0])
         return np.concatenate(
             [
                 found,
@@ -813,11 +844,10 @@ class KnowledgeBase:
 
     def features(self, text: str) -> tuple[str, str | None, np.ndarray | None]:
         """(question language, best article id, ``FEATURES`` of it) for ``text``."""
-        query_lang, query, units, scores = self._rank(text)
-        if scores.size == 0 or float(scores.max()) <= 0:
-            return query_lang, None, None
-        best = int(np.argmax(scores))
-        return query_lang, self._ids[best], self._features(query_lang, query, units, scores)
+        ranked = self._rank(text)
+        if not ranked.order.size:
+            return ranked.lang, None, None
+        return ranked.lang, self._ids[int(ranked.order[0])], self._features(ranked)
 
     def search(self, text: str, lang: str | None = None, k: int = 3) -> list[tuple[Article, float]]:
         """Best ``k`` articles for ``text`` with their BM25 scores, best first.
@@ -826,25 +856,23 @@ class KnowledgeBase:
         articles are in ``lang`` if given, else in the question's language. Articles with a zero
         score are left out.
         """
-        _, _, _, scores = self._rank(text)
+        ranked = self._rank(text)
         out_lang = _lang(lang) if lang else detect_language(text)
-        order = np.argsort(-scores, kind="stable")[: max(0, k)]
         return [
-            (self._articles[out_lang][int(i)], float(scores[i])) for i in order if scores[i] > 0
+            (self._articles[out_lang][int(i)], float(ranked.scores[i]))
+            for i in ranked.order[: max(0, k)]
         ]
 
     def answer(self, text: str, lang: str | None = None) -> Answer:
         """Answer ``text`` with the best article (title, blank line, body) and a confidence."""
-        query_lang, query, units, scores = self._rank(text)
-        out_lang = _lang(lang) if lang else query_lang
-        order = [int(i) for i in np.argsort(-scores, kind="stable")[:3] if scores[i] > 0]
+        ranked = self._rank(text)
+        out_lang = _lang(lang) if lang else ranked.lang
+        order = [int(i) for i in ranked.order[:3]]
         if not order:
             return Answer(_FALLBACK[out_lang], [], 0.0, out_lang, None)
-        index = self._indexes[query_lang]
-        confidence = self._calibration.confidence(
-            query_lang, self._features(query_lang, query, units, scores)
-        )
-        if index.known_article(query) == order[0]:
+        index = self._indexes[ranked.lang]
+        confidence = self._calibration.confidence(ranked.lang, self._features(ranked))
+        if index.known_article(ranked.query) == order[0]:
             confidence = max(confidence, KNOWN_QUESTION_CONFIDENCE)
         best = self._articles[out_lang][order[0]]
         return Answer(
