@@ -43,7 +43,10 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
       (``classifier.py``, over the articles and an ``OFF_TOPIC_CLASS`` trained on
       ``off_topic.json``): its probability of the best article, that minus its probability of
       the runner-up, 1 if its own best article is the best, its highest article probability,
-      and its off-topic probability.
+      and its off-topic probability;
+    * other_service: 1 if the question names another company's product or service (Microsoft,
+      Telegram, QQ, 12306, a bank, stocks ... ``_OTHER_SERVICES_EN`` / ``_ZH``), else 0: the
+      gate only.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
     about the help centre at all?) and the right-article model (does its best article answer
@@ -65,6 +68,7 @@ import functools
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -123,6 +127,7 @@ FEATURES = (
     "clf_agree",
     "clf_max",
     "clf_off",
+    "other_service",
 )
 OPERATING_THRESHOLD = 0.35  # the default CHATBOT_CONFIDENCE_THRESHOLD (config.py, the role)
 MAX_WRONG_SHARE = 0.04  # operating point: at most this share of phrasings answered wrong (in
@@ -162,6 +167,36 @@ _ZH_NAMES = wordset(
     土狗 土狗币 山寨币 稳定币 主流币 冷钱包 硬件钱包
     """
 )
+
+
+# Other companies' products and services, whose accounts, codes and payments customers ask about
+# in the help centre's own words ("turn on two factor for my microsoft account", "QQ收不到验证码"):
+# a question naming one and nothing of the crypto world is probably not about CoinEx.
+_OTHER_SERVICES_EN = wordset(
+    """
+    microsoft outlook hotmail yahoo icloud itunes facebook instagram whatsapp tiktok twitter
+    snapchat netflix spotify amazon ebay uber airbnb steam xbox playstation roblox fortnite
+    venmo cashapp zelle chase wellsfargo hsbc barclays linkedin youtube wechat alipay taobao
+    shopify etsy doordash lyft zoom skype gmail telegram discord robinhood webull etrade stock
+    stocks
+    """
+)
+_OTHER_SERVICES_ZH = wordset(
+    """
+    微信 qq 支付宝 淘宝 京东 美团 抖音 快手 微博 百度 拼多多 饿了么 滴滴 12306 网易 腾讯 小红书
+    王者荣耀 携程 工商银行 建设银行 招商银行 农业银行 中国银行 医保 社保 公积金 驾照 驾驶证
+    苹果id 信用卡账单 花呗 借呗 闲鱼 学信网 个税 股票 a股 港股 美股 基金
+    """
+)
+_LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def _other_service(text: str) -> float:
+    """1 if ``text`` names another company's product or service (``_OTHER_SERVICES_EN``/_ZH)."""
+    lowered = text.lower()
+    if any(word in _OTHER_SERVICES_EN for word in _LATIN_WORD_RE.findall(lowered)):
+        return 1.0
+    return float(any(name in lowered for name in _OTHER_SERVICES_ZH))
 
 
 # Words every online service uses (accounts, passwords, cards, orders, fees...): a question
@@ -563,7 +598,7 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
     own (not one every online service uses), and an unknown word without one ("my twitter
     account")."""
     coverage, unknown, strength, _margin, closest, gap, specific, _closest_margin, crypto = f[:9]
-    clf_max, clf_off = f[12], f[13]
+    clf_max, clf_off, other = f[12], f[13], f[14]
     has_unknown, has_own = float(unknown > 0), float(specific > 0)
     return np.array(
         [
@@ -582,6 +617,8 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
             math.log(clf_max + 1e-6),
             clf_off,
             math.log(clf_off + 1e-6),
+            other,
+            other * (1 - crypto),
         ]
     )
 
@@ -589,7 +626,7 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
 def _right_inputs(f: np.ndarray) -> np.ndarray:
     """Inputs of "the best article is the one that answers it" (see ``Calibration``)."""
     coverage, _unknown, strength, margin, closest, _gap, _specific, closest_margin, _crypto = f[:9]
-    clf_best, clf_margin, clf_agree, _clf_max, _clf_off = f[9:]
+    clf_best, clf_margin, clf_agree, _clf_max, _clf_off = f[9:14]
     return np.array(
         [
             coverage,
@@ -710,6 +747,7 @@ def train_classifiers(
 
 @dataclass(frozen=True)
 class _Ranked:
+    text: str
     lang: str
     query: Query
     units: Units
@@ -803,16 +841,17 @@ class KnowledgeBase:
         index = self._indexes.get(query_lang)
         if index is None:
             empty = np.zeros(0, dtype=np.float32)
-            return _Ranked(query_lang, [], [], empty, None, np.zeros(0, dtype=np.int64))
+            return _Ranked(text, query_lang, [], [], empty, None, np.zeros(0, dtype=np.int64))
         query, units = index.parse(text)
         scores = index.scores(query)
         s1 = float(scores.max()) if scores.size else 0.0
         if s1 <= 0:
-            return _Ranked(query_lang, query, units, scores, None, np.zeros(0, dtype=np.int64))
+            none = np.zeros(0, dtype=np.int64)
+            return _Ranked(text, query_lang, query, units, scores, None, none)
         p = self._classifiers[query_lang].probabilities(tok for _, tok, _ in query)
         mixed = np.where(scores > 0, scores / s1 + RANK_MIX * p[:-1], -np.inf)
         order = np.argsort(-mixed, kind="stable")[: int((scores > 0).sum())]
-        return _Ranked(query_lang, query, units, scores, p, order)
+        return _Ranked(text, query_lang, query, units, scores, p, order)
 
     def _features(self, ranked: _Ranked) -> np.ndarray | None:
         """``FEATURES`` of the best article: the index's, then the classifier's probability of
@@ -838,6 +877,7 @@ class KnowledgeBase:
                     float(int(np.argmax(p)) == best),
                     float(p.max()),
                     off,
+                    _other_service(ranked.text),
                 ],
             ]
         )
