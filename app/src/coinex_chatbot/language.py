@@ -124,6 +124,16 @@ _EN_PHRASES = (
         r"|from)\s+(?:the\s+)?(?:coinex|exchange|here|platform)\b",
         r"withdraw\1",
     ),
+    # "send my btc to my ledger" -> withdraw; "bring usdt over from okx" -> deposit
+    (
+        r"\b(?:send|sent|sending|move|moved|moving|transfer|transferred|transferring|get|got)\b"
+        r"((?:\s+[\w.']+){0,3}?)\s+to\s+(?:my\s+)?(?:own\s+)?(?:cold\s+|hardware\s+)?"
+        r"(?:wallet|ledger|trezor|metamask|phantom|trustwallet|exodus|tronlink)\b",
+        r"withdraw\1 wallet",
+    ),
+    (r"\b(?:bring|brought|bringing)\b((?:\s+[\w.']+){0,3}?)\s+over\b", r"deposit\1"),
+    (r"\boutgoing\b|\btransfers?\s+out\b", "withdraw"),
+    (r"\bincoming\b|\btransfers?\s+in\b(?!\s+(?:between|from\s+my\s+sub))", "deposit"),
     (r"\b(?:top|topped|topping)[- ]?up\b", "deposit"),
     # "fund my account", "add funds", "put my eth into coinex" -> deposit
     (
