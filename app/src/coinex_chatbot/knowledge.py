@@ -69,6 +69,7 @@ import itertools
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -293,8 +294,8 @@ class _LanguageIndex:
         memo: dict[str, list[str]] = {}  # each text tokenised once
 
         def tokens(text: str) -> list[str]:
-            if text not in memo:
-                memo[text] = tokenize(text, lang)
+            if text not in memo:  # interned: the many snippets share one copy of each token
+                memo[text] = [sys.intern(t) for t in tokenize(text, lang)]
             return memo[text]
 
         docs = [
@@ -304,19 +305,21 @@ class _LanguageIndex:
             for a, more in zip(articles, extra, strict=True)
         ]
         self.doc_sets = [frozenset(d) for d in docs]
-        # Each article's title, keywords and phrasings one by one: the question's closest one.
-        self.snippets = [
+        # Each article's title, keywords and phrasings one by one ("snippets"): the question's
+        # closest one (``closest``), kept as postings (token row -> snippet numbers, CSR).
+        snippets = [
             [frozenset(tokens(t)) for t in (a.title, *more)]
             for a, more in zip(articles, extra, strict=True)
         ]
         # A question made of exactly the words of one article's title, keyword or phrasing is that
-        # article's known question ("How do I reset my 2FA?" is keyword "reset my 2FA").
-        self.known: dict[frozenset[str], set[int]] = {}
-        for n, texts in enumerate(self.snippets):
+        # article's known question ("How do I reset my 2FA?" is keyword "reset my 2FA"); -1: the
+        # words of more than one article's.
+        self.known: dict[tuple[str, ...], int] = {}
+        for n, texts in enumerate(snippets):
             for snippet in texts:
-                words = snippet - INTENTS if snippet & INTENTS else snippet
-                if words:
-                    self.known.setdefault(words, set()).add(n)
+                words = tuple(sorted(snippet - INTENTS))
+                if words and self.known.setdefault(words, n) != n:
+                    self.known[words] = -1
         # Chinese: every character pair of the raw text, and the characters' document frequency,
         # for the characters of a question that no lexicon word covers.
         self.texts: list[str] = []  # each article's Chinese text, runs joined by a space
@@ -360,6 +363,15 @@ class _LanguageIndex:
         # a question is then a weighted sum of a few rows.
         self.rows = {token: row for row, token in enumerate(sorted(self.df))}
         self.matrix = _dense_scores(bm25, list(self.rows), self.n_docs)
+        flat = [snippet for texts in snippets for snippet in texts]
+        self.n_snippets = len(flat)
+        self.snippet_starts = np.cumsum([0] + [len(texts) for texts in snippets[:-1]])
+        by_row: list[list[int]] = [[] for _ in self.rows]
+        for i, snippet in enumerate(flat):
+            for token in snippet:
+                by_row[self.rows[token]].append(i)
+        self.snippet_ptr = np.cumsum([0] + [len(ids) for ids in by_row]).astype(np.int64)
+        self.snippet_ids = np.array([i for ids in by_row for i in ids], dtype=np.int32)
 
     def _latin_pairs(self, text: str) -> list[tuple[str, str]]:
         return zh_latin_pairs(text) if self.lang == "zh" else en_pairs(latin_part(text))
@@ -433,9 +445,21 @@ class _LanguageIndex:
 
     def known_article(self, query: Query) -> int | None:
         """The one article whose title, keyword or phrasing has exactly the question's words."""
-        words = frozenset(tok for _, tok, w in query if w == 1.0 and tok not in INTENTS)
-        owners = self.known.get(words, set())
-        return next(iter(owners)) if len(owners) == 1 else None
+        words = tuple(sorted({tok for _, tok, w in query if w == 1.0 and tok not in INTENTS}))
+        owner = self.known.get(words, -1)
+        return owner if owner >= 0 else None
+
+    def closest(self, weights: dict[str, float]) -> np.ndarray:
+        """Per article, the highest sum of ``weights`` (token -> weight) over the tokens shared
+        with one of its snippets (title, keyword, phrasing)."""
+        rows = [self.rows[t] for t in weights if t in self.rows]
+        if not rows:
+            return np.zeros(self.n_docs)
+        starts, ends = self.snippet_ptr[rows], self.snippet_ptr[np.array(rows) + 1]
+        ids = np.concatenate([self.snippet_ids[a:b] for a, b in zip(starts, ends, strict=True)])
+        w = np.repeat([weights[t] for t in weights if t in self.rows], ends - starts)
+        shared = np.bincount(ids, weights=w, minlength=self.n_snippets)
+        return np.maximum.reduceat(shared, self.snippet_starts)
 
     def scores(self, query: Query) -> np.ndarray:
         """BM25 score of every article: the sum of each query token's bm25s score, weighted.
@@ -498,16 +522,9 @@ class _LanguageIndex:
         coverage = sum(weights[u] * covered.get(u, 0.0) for u in weights) / total
         query_idf = {tok: self.idf(tok) for _, tok, _ in query}
 
-        asked = frozenset(query_idf)
-
-        def closest_of(article: int) -> float:
-            return max(
-                (sum(map(query_idf.__getitem__, asked & s)) for s in self.snippets[article]),
-                default=0.0,
-            )
-
-        closest = closest_of(best)
-        runner_up = closest_of(int(order[1])) if scores.size > 1 else 0.0
+        closest_by_article = self.closest(query_idf)
+        closest = float(closest_by_article[best])
+        runner_up = float(closest_by_article[int(order[1])]) if scores.size > 1 else 0.0
         unknown_share = min(1.0, sum(unknown.values()) / total)
         generic = _generic()
         specific = (
