@@ -435,7 +435,7 @@ def test_development_figures(
             f"  {lang} off_topic.json escalated {sum(c < THRESHOLD for c in off)}/{len(off)}",
         ]
         assert held_figures["answered right"] >= 0.7
-        assert held_figures["answered wrong"] <= 0.06  # today 1 of 54 (en), 3 of 52 (zh)
+        assert held_figures["answered wrong"] <= 0.06  # today 1 of 54 (en), 1 of 52 (zh)
         assert phrased_figures["answered wrong"] <= 0.05
         assert all(c < THRESHOLD for c in off)
     with capsys.disabled():
@@ -446,8 +446,8 @@ def test_development_figures(
 # measures and guard against regressions (the targets are not reached yet, see docs/answers.md).
 BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
 BLIND_FLOOR = {
-    "en": {"answered right": 0.55, "top-1": 0.80},
-    "zh": {"answered right": 0.60, "top-1": 0.80},
+    "en": {"answered right": 0.62, "top-1": 0.83},
+    "zh": {"answered right": 0.78, "top-1": 0.90},
 }
 
 
@@ -484,8 +484,8 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 targets not reached yet: blind answered right en 0.603 / zh 0.641 (target "
-    "0.85); wrong and off-topic within target",
+    reason="issue 16 targets not reached yet: blind answered right en 0.654 / zh 0.821 (target "
+    "0.85), zh off-topic 31/32 escalated (target 32/32); answered wrong within target",
 )
 def test_blind_targets(kb: KnowledgeBase) -> None:
     for lang in ("en", "zh"):
