@@ -47,6 +47,7 @@ from coinex_chatbot.language import tokenize
 DATA = Path(__file__).parent / "data"
 HELDOUT = json.loads((DATA / "heldout.json").read_text("utf-8"))
 BLIND = json.loads((DATA / "blind.json").read_text("utf-8"))
+BLIND_V2 = json.loads((DATA / "blind_v2.json").read_text("utf-8"))  # see its _comment
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
 MIN_ACCURACY = 0.8
@@ -280,7 +281,8 @@ def test_blind_questions_are_not_in_the_training_text() -> None:
             texts[lang] += record[lang].get("keywords", [])
     for lang, questions in load_off_topic().items():
         texts[lang] += questions
-    for q in BLIND["questions"] + BLIND["off_topic"]:
+    blind = BLIND["questions"] + BLIND["off_topic"] + BLIND_V2["questions"] + BLIND_V2["off_topic"]
+    for q in blind:
         mine = _shingles(q["q"])
         for text in texts[q["lang"]]:
             other = _shingles(text)
@@ -463,6 +465,18 @@ def test_blind_set_shape(kb: KnowledgeBase) -> None:
         questions = [q for q in BLIND["questions"] if q["lang"] == lang]
         assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
         assert sum(q["lang"] == lang for q in BLIND["off_topic"]) >= 30
+
+
+def test_blind_v2_shape(kb: KnowledgeBase) -> None:
+    ids = set(kb)
+    for lang in ("en", "zh"):
+        questions = [q for q in BLIND_V2["questions"] if q["lang"] == lang]
+        assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
+        assert len({q["expected"] for q in questions}) == len(ids), "one question per article"
+        assert sum(q["lang"] == lang for q in BLIND_V2["off_topic"]) >= 30
+        assert all(bool(CJK.search(q["q"])) == (lang == "zh") for q in questions)
+    old = {q["q"] for q in BLIND["questions"] + BLIND["off_topic"]}
+    assert not old & {q["q"] for q in BLIND_V2["questions"] + BLIND_V2["off_topic"]}
 
 
 def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
