@@ -179,7 +179,8 @@ _OTHER_SERVICES_EN = wordset(
     snapchat netflix spotify amazon ebay uber airbnb steam xbox playstation roblox fortnite
     venmo cashapp zelle chase wellsfargo hsbc barclays linkedin youtube wechat alipay taobao
     shopify etsy doordash lyft zoom skype gmail telegram discord robinhood webull etrade stock
-    stocks
+    stocks hulu verizon genshin insurance loan loans mortgage wages salary landlord lottery bank
+    banks
     """
 )
 _OTHER_SERVICES_ZH = wordset(
@@ -187,6 +188,8 @@ _OTHER_SERVICES_ZH = wordset(
     微信 qq 支付宝 淘宝 京东 美团 抖音 快手 微博 百度 拼多多 饿了么 滴滴 12306 网易 腾讯 小红书
     王者荣耀 携程 工商银行 建设银行 招商银行 农业银行 中国银行 医保 社保 公积金 驾照 驾驶证
     苹果id 信用卡账单 花呗 借呗 闲鱼 学信网 个税 股票 a股 港股 美股 基金
+    话费 流量套餐 余额宝 零钱 和平精英 原神 王者 游戏 外卖 快递 房贷 车贷 车险 保险 贷款 彩票 工资
+    手机银行
     """
 )
 _LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
