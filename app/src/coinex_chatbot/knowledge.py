@@ -644,9 +644,12 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
 
 
 def _right_inputs(f: np.ndarray) -> np.ndarray:
-    """Inputs of "the best article is the one that answers it" (see ``Calibration``)."""
-    coverage, _unknown, strength, margin, closest, _gap, _specific, closest_margin, _crypto = f[:9]
-    clf_best, clf_margin, clf_agree, _clf_max, _clf_off = f[9:14]
+    """Inputs of "the best article is the one that answers it" (see ``Calibration``): with the
+    unknown words, the heaviest missed word, the help centre's own words covered and the
+    classifier's off-topic probability (a question partly about something else is more often
+    answered by a sibling article)."""
+    coverage, unknown, strength, margin, closest, gap, specific, closest_margin, _crypto = f[:9]
+    clf_best, clf_margin, clf_agree, _clf_max, clf_off = f[9:14]
     return np.array(
         [
             coverage,
@@ -659,6 +662,10 @@ def _right_inputs(f: np.ndarray) -> np.ndarray:
             clf_margin,
             clf_agree,
             math.log(clf_best + 1e-6),
+            unknown,
+            gap,
+            specific,
+            clf_off,
         ]
     )
 
@@ -709,7 +716,7 @@ class Calibration:
 
 _NO_CALIBRATION = Calibration(
     {lang: (0.0,) * 16 for lang in LANGUAGES},
-    {lang: (0.0,) * 11 for lang in LANGUAGES},
+    {lang: (0.0,) * 15 for lang in LANGUAGES},
     {lang: (0.0, 0.0) for lang in LANGUAGES},
 )
 
