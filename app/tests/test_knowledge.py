@@ -7,7 +7,10 @@ Figures are printed on every run, the development set apart from the blind one:
   index built without its fold (5-fold cross-validation, as the confidence is fitted);
 * blind: tests/data/blind.json (questions in customers' words, situations rather than topics,
   committed before the phrasings, the Chinese segmentation and the calibration were built; not
-  used to fit or tune anything, see docs/answers.md), plus its off-topic questions.
+  used to fit anything, but its aggregate figures were seen while they were built, see
+  docs/answers.md), plus its off-topic questions;
+* blind v2: tests/data/blind_v2.json (written when blind.json had been seen too often, before the
+  work that followed; scored once at its end), printed apart from the others.
 """
 
 from __future__ import annotations
@@ -444,18 +447,19 @@ def test_development_figures(
         print("\n" + "\n".join(lines))
 
 
-# Issue 16's targets for the blind set, per language; the floors are a little below what this build
-# measures and guard against regressions (the targets are not reached yet, see docs/answers.md).
+# Issue 16's targets for the blind sets, per language; the floors are what this build measures (one
+# question fewer answered right fails) and guard against regressions (the targets are not reached
+# yet, see docs/answers.md).
 BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
 BLIND_FLOOR = {
-    "en": {"answered right": 0.62, "top-1": 0.83},
-    "zh": {"answered right": 0.78, "top-1": 0.90},
+    "en": {"answered right": 0.69, "top-1": 0.85},
+    "zh": {"answered right": 0.79, "top-1": 0.93},
 }
 
 
-def _blind(kb: KnowledgeBase, lang: str) -> tuple[dict[str, float], int, int]:
-    figures = _figures(_asked(kb, [q for q in BLIND["questions"] if q["lang"] == lang]))
-    off = [kb.answer(q["q"]).confidence for q in BLIND["off_topic"] if q["lang"] == lang]
+def _blind(kb: KnowledgeBase, lang: str, data: dict = BLIND) -> tuple[dict[str, float], int, int]:
+    figures = _figures(_asked(kb, [q for q in data["questions"] if q["lang"] == lang]))
+    off = [kb.answer(q["q"]).confidence for q in data["off_topic"] if q["lang"] == lang]
     return figures, sum(c < THRESHOLD for c in off), len(off)
 
 
@@ -498,15 +502,46 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 targets not reached yet: blind answered right en 0.654 / zh 0.821 (target "
-    "0.85), zh off-topic 31/32 escalated (target 32/32); answered wrong within target",
+    reason="issue 16 targets not reached yet: answered right on blind.json en 0.692 / zh 0.795, "
+    "on blind_v2.json en 0.569 / zh 0.750 (target 0.85); answered wrong on blind_v2.json en "
+    "0.056 (target 0.05); every off-topic question escalated",
 )
-def test_blind_targets(kb: KnowledgeBase) -> None:
+@pytest.mark.parametrize("data", [BLIND, BLIND_V2], ids=["blind", "blind_v2"])
+def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
     for lang in ("en", "zh"):
-        figures, escalated, n_off = _blind(kb, lang)
+        figures, escalated, n_off = _blind(kb, lang, data)
         assert figures["answered right"] >= BLIND_TARGET_RIGHT, (lang, figures)
         assert figures["answered wrong"] <= BLIND_TARGET_WRONG, (lang, figures)
         assert escalated == n_off, (lang, escalated, n_off)
+
+
+# Blind set v2: written before the work that followed the first blind set's last figures, scored
+# once when that work was done (docs/answers.md); floors at what that scoring measured.
+BLIND_V2_FLOOR = {
+    "en": {"answered right": 0.56, "top-1": 0.79},  # 41 and 57 of 72
+    "zh": {"answered right": 0.75, "top-1": 0.94},  # 54 and 68 of 72
+}
+# answered wrong: English 4 of 72 when scored, above the target (test_blind_targets); Chinese 0
+BLIND_V2_MAX_WRONG = {"en": 0.056, "zh": BLIND_TARGET_WRONG}
+
+
+def test_blind_v2_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["blind set v2 (blind_v2.json; written before tuning, nothing is fitted on it):"]
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = _blind(kb, lang, BLIND_V2)
+        n = sum(q["lang"] == lang for q in BLIND_V2["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = _blind(kb, lang, BLIND_V2)
+        assert figures["answered wrong"] <= BLIND_V2_MAX_WRONG[lang], (lang, figures)
+        for name, floor in BLIND_V2_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
