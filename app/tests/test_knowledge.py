@@ -440,7 +440,7 @@ def test_development_figures(
             f"  {lang} off_topic.json escalated {sum(c < THRESHOLD for c in off)}/{len(off)}",
         ]
         assert held_figures["answered right"] >= 0.7
-        assert held_figures["answered wrong"] <= 0.06  # today 1 of 54 (en), 1 of 52 (zh)
+        assert held_figures["answered wrong"] <= 0.06  # today 1 of 54 (en), 2 of 52 (zh)
         assert phrased_figures["answered wrong"] <= 0.05
         assert all(c < THRESHOLD for c in off)
     with capsys.disabled():
