@@ -7,7 +7,10 @@ Figures are printed on every run, the development set apart from the blind one:
   index built without its fold (5-fold cross-validation, as the confidence is fitted);
 * blind: tests/data/blind.json (questions in customers' words, situations rather than topics,
   committed before the phrasings, the Chinese segmentation and the calibration were built; not
-  used to fit or tune anything, see docs/answers.md), plus its off-topic questions.
+  used to fit anything, but its aggregate figures were seen while they were built, see
+  docs/answers.md), plus its off-topic questions;
+* blind v2: tests/data/blind_v2.json (written when blind.json had been seen too often, before the
+  work that followed; scored once at its end), printed apart from the others.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from coinex_chatbot.language import tokenize
 DATA = Path(__file__).parent / "data"
 HELDOUT = json.loads((DATA / "heldout.json").read_text("utf-8"))
 BLIND = json.loads((DATA / "blind.json").read_text("utf-8"))
+BLIND_V2 = json.loads((DATA / "blind_v2.json").read_text("utf-8"))  # see its _comment
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
 MIN_ACCURACY = 0.8
@@ -280,7 +284,8 @@ def test_blind_questions_are_not_in_the_training_text() -> None:
             texts[lang] += record[lang].get("keywords", [])
     for lang, questions in load_off_topic().items():
         texts[lang] += questions
-    for q in BLIND["questions"] + BLIND["off_topic"]:
+    blind = BLIND["questions"] + BLIND["off_topic"] + BLIND_V2["questions"] + BLIND_V2["off_topic"]
+    for q in blind:
         mine = _shingles(q["q"])
         for text in texts[q["lang"]]:
             other = _shingles(text)
@@ -435,25 +440,26 @@ def test_development_figures(
             f"  {lang} off_topic.json escalated {sum(c < THRESHOLD for c in off)}/{len(off)}",
         ]
         assert held_figures["answered right"] >= 0.7
-        assert held_figures["answered wrong"] <= 0.06  # today 1 of 54 (en), 3 of 52 (zh)
+        assert held_figures["answered wrong"] <= 0.06  # today 1 of 54 (en), 2 of 52 (zh)
         assert phrased_figures["answered wrong"] <= 0.05
         assert all(c < THRESHOLD for c in off)
     with capsys.disabled():
         print("\n" + "\n".join(lines))
 
 
-# Issue 16's targets for the blind set, per language; the floors are a little below what this build
-# measures and guard against regressions (the targets are not reached yet, see docs/answers.md).
+# Issue 16's targets for the blind sets, per language; the floors are what this build measures (one
+# question fewer answered right fails) and guard against regressions (the targets are not reached
+# yet, see docs/answers.md).
 BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
 BLIND_FLOOR = {
-    "en": {"answered right": 0.55, "top-1": 0.80},
-    "zh": {"answered right": 0.60, "top-1": 0.80},
+    "en": {"answered right": 0.69, "top-1": 0.85},
+    "zh": {"answered right": 0.79, "top-1": 0.93},
 }
 
 
-def _blind(kb: KnowledgeBase, lang: str) -> tuple[dict[str, float], int, int]:
-    figures = _figures(_asked(kb, [q for q in BLIND["questions"] if q["lang"] == lang]))
-    off = [kb.answer(q["q"]).confidence for q in BLIND["off_topic"] if q["lang"] == lang]
+def _blind(kb: KnowledgeBase, lang: str, data: dict = BLIND) -> tuple[dict[str, float], int, int]:
+    figures = _figures(_asked(kb, [q for q in data["questions"] if q["lang"] == lang]))
+    off = [kb.answer(q["q"]).confidence for q in data["off_topic"] if q["lang"] == lang]
     return figures, sum(c < THRESHOLD for c in off), len(off)
 
 
@@ -463,6 +469,18 @@ def test_blind_set_shape(kb: KnowledgeBase) -> None:
         questions = [q for q in BLIND["questions"] if q["lang"] == lang]
         assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
         assert sum(q["lang"] == lang for q in BLIND["off_topic"]) >= 30
+
+
+def test_blind_v2_shape(kb: KnowledgeBase) -> None:
+    ids = set(kb)
+    for lang in ("en", "zh"):
+        questions = [q for q in BLIND_V2["questions"] if q["lang"] == lang]
+        assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
+        assert len({q["expected"] for q in questions}) == len(ids), "one question per article"
+        assert sum(q["lang"] == lang for q in BLIND_V2["off_topic"]) >= 30
+        assert all(bool(CJK.search(q["q"])) == (lang == "zh") for q in questions)
+    old = {q["q"] for q in BLIND["questions"] + BLIND["off_topic"]}
+    assert not old & {q["q"] for q in BLIND_V2["questions"] + BLIND_V2["off_topic"]}
 
 
 def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
@@ -477,22 +495,53 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
         assert figures["answered wrong"] <= BLIND_TARGET_WRONG
         for name, floor in BLIND_FLOOR[lang].items():
             assert figures[name] >= floor, (lang, name, figures[name])
-        assert escalated >= n_off - 1
+        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
     with capsys.disabled():
         print("\n" + "\n".join(lines))
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 targets not reached yet: blind answered right en 0.603 / zh 0.641 (target "
-    "0.85); wrong and off-topic within target",
+    reason="issue 16 targets not reached yet: answered right on blind.json en 0.692 / zh 0.795, "
+    "on blind_v2.json en 0.569 / zh 0.750 (target 0.85); answered wrong on blind_v2.json en "
+    "0.056 (target 0.05); every off-topic question escalated",
 )
-def test_blind_targets(kb: KnowledgeBase) -> None:
+@pytest.mark.parametrize("data", [BLIND, BLIND_V2], ids=["blind", "blind_v2"])
+def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
     for lang in ("en", "zh"):
-        figures, escalated, n_off = _blind(kb, lang)
+        figures, escalated, n_off = _blind(kb, lang, data)
         assert figures["answered right"] >= BLIND_TARGET_RIGHT, (lang, figures)
         assert figures["answered wrong"] <= BLIND_TARGET_WRONG, (lang, figures)
         assert escalated == n_off, (lang, escalated, n_off)
+
+
+# Blind set v2: written before the work that followed the first blind set's last figures, scored
+# once when that work was done (docs/answers.md); floors at what that scoring measured.
+BLIND_V2_FLOOR = {
+    "en": {"answered right": 0.56, "top-1": 0.79},  # 41 and 57 of 72
+    "zh": {"answered right": 0.75, "top-1": 0.94},  # 54 and 68 of 72
+}
+# answered wrong: English 4 of 72 when scored, above the target (test_blind_targets); Chinese 0
+BLIND_V2_MAX_WRONG = {"en": 0.056, "zh": BLIND_TARGET_WRONG}
+
+
+def test_blind_v2_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["blind set v2 (blind_v2.json; written before tuning, nothing is fitted on it):"]
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = _blind(kb, lang, BLIND_V2)
+        n = sum(q["lang"] == lang for q in BLIND_V2["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = _blind(kb, lang, BLIND_V2)
+        assert figures["answered wrong"] <= BLIND_V2_MAX_WRONG[lang], (lang, figures)
+        for name, floor in BLIND_V2_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:

@@ -67,7 +67,11 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
 
         wait_for(outcomes, 5, "the task's log line")  # written just after the outcome is stored
         time.sleep(0.5)
-        assert len(outcomes()) == 1 and '"outcome": "answered"' in outcomes()[0], outcomes()
+        resent = [line for line in fresh.output().splitlines() if "sending it again" in line]
+        assert len(outcomes()) == 1 and '"outcome": "answered"' in outcomes()[0], (
+            outcomes(),
+            resent,
+        )
     finally:
         fresh.stop()
 

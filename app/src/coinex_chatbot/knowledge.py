@@ -13,10 +13,13 @@ Retrieval (``bm25s``, Lucene BM25, k1=1.2, b=0.75, one index per language)
     * Score of an article = sum over distinct query tokens of weight x the token's bm25s score;
       numbers and coin tickers weigh ``MINOR_WEIGHT`` (they choose among articles, but must not
       outvote the words that say what the problem is).
+    * Ranking: the articles with a positive score, by score / best score + ``RANK_MIX`` x the
+      classifier's probability of the article (below); the confidence is that of the first.
 
 Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (default 0.35)
     IDF(t) = ln(1 + (N - df + 0.5) / (df + 0.5)), df = 0 for a word the corpus never uses (so an
-    unknown word weighs the most); s1 >= s2 are the two best article scores. The question's
+    unknown word weighs the most); s1, s2 are the BM25 scores of the two first-ranked articles
+    (s2 may exceed s1 when the classifier reorders them). The question's
     units are its English content words (not bigrams, numbers, tickers, coin / chain / wallet /
     exchange names or intent markers; a typo match counts its weight), its Chinese lexicon words,
     and its Chinese characters no lexicon word covers (found in an article when a bigram with
@@ -27,7 +30,7 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
       weight, a word only one text of the corpus uses ``RARE_SHARE``), e.g. the other company in
       "my twitter account";
     * strength: s1 / sum of IDF over the query tokens (BM25 against the query's own bound);
-    * margin: (s1 - s2) / s1, how clearly the best article beats the runner-up;
+    * margin: (s1 - s2) / s1 (at least -1), how clearly the best article beats the runner-up;
     * closest: the IDF share of the query tokens found in the single closest title, keyword or
       phrasing of the best article;
     * gap: the IDF of the heaviest unit the best article misses, over the heaviest unit's;
@@ -39,8 +42,11 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
     * clf_best, clf_margin, clf_agree, clf_max, clf_off: from the language's linear classifier
       (``classifier.py``, over the articles and an ``OFF_TOPIC_CLASS`` trained on
       ``off_topic.json``): its probability of the best article, that minus its probability of
-      BM25's runner-up, 1 if its own best article is BM25's, its highest article probability,
-      and its off-topic probability.
+      the runner-up, 1 if its own best article is the best, its highest article probability,
+      and its off-topic probability;
+    * other_service: 1 if the question names another company's product or service (Microsoft,
+      Telegram, QQ, 12306, a bank, stocks ... ``_OTHER_SERVICES_EN`` / ``_ZH``), else 0: the
+      gate only.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
     about the help centre at all?) and the right-article model (does its best article answer
@@ -62,6 +68,8 @@ import functools
 import itertools
 import json
 import math
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -99,6 +107,7 @@ __all__ = [
 ]
 
 TITLE_WEIGHT = 3
+RANK_MIX = 0.3  # ranking: BM25 score / best BM25 score + this x the classifier's probability
 FUZZY_MIN_LEN = 6
 MINOR_WEIGHT = 0.3
 MAX_TYPO_LOOKUPS = 16
@@ -119,6 +128,7 @@ FEATURES = (
     "clf_agree",
     "clf_max",
     "clf_off",
+    "other_service",
 )
 OPERATING_THRESHOLD = 0.35  # the default CHATBOT_CONFIDENCE_THRESHOLD (config.py, the role)
 MAX_WRONG_SHARE = 0.04  # operating point: at most this share of phrasings answered wrong (in
@@ -158,6 +168,39 @@ _ZH_NAMES = wordset(
     土狗 土狗币 山寨币 稳定币 主流币 冷钱包 硬件钱包
     """
 )
+
+
+# Other companies' products and services, whose accounts, codes and payments customers ask about
+# in the help centre's own words ("turn on two factor for my microsoft account", "QQ收不到验证码"):
+# a question naming one and nothing of the crypto world is probably not about CoinEx.
+_OTHER_SERVICES_EN = wordset(
+    """
+    microsoft outlook hotmail yahoo icloud itunes facebook instagram whatsapp tiktok twitter
+    snapchat netflix spotify amazon ebay uber airbnb steam xbox playstation roblox fortnite
+    venmo cashapp zelle chase wellsfargo hsbc barclays linkedin youtube wechat alipay taobao
+    shopify etsy doordash lyft zoom skype gmail telegram discord robinhood webull etrade stock
+    stocks hulu verizon genshin insurance loan loans mortgage wages salary landlord lottery bank
+    banks
+    """
+)
+_OTHER_SERVICES_ZH = wordset(
+    """
+    微信 qq 支付宝 淘宝 京东 美团 抖音 快手 微博 百度 拼多多 饿了么 滴滴 12306 网易 腾讯 小红书
+    王者荣耀 携程 工商银行 建设银行 招商银行 农业银行 中国银行 医保 社保 公积金 驾照 驾驶证
+    苹果id 信用卡账单 花呗 借呗 闲鱼 学信网 个税 股票 a股 港股 美股 基金
+    话费 流量套餐 余额宝 零钱 和平精英 原神 王者 游戏 外卖 快递 房贷 车贷 车险 保险 贷款 彩票 工资
+    手机银行
+    """
+)
+_LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def _other_service(text: str) -> float:
+    """1 if ``text`` names another company's product or service (``_OTHER_SERVICES_EN``/_ZH)."""
+    lowered = text.lower()
+    if any(word in _OTHER_SERVICES_EN for word in _LATIN_WORD_RE.findall(lowered)):
+        return 1.0
+    return float(any(name in lowered for name in _OTHER_SERVICES_ZH))
 
 
 # Words every online service uses (accounts, passwords, cards, orders, fees...): a question
@@ -254,8 +297,8 @@ class _LanguageIndex:
         memo: dict[str, list[str]] = {}  # each text tokenised once
 
         def tokens(text: str) -> list[str]:
-            if text not in memo:
-                memo[text] = tokenize(text, lang)
+            if text not in memo:  # interned: the many snippets share one copy of each token
+                memo[text] = [sys.intern(t) for t in tokenize(text, lang)]
             return memo[text]
 
         docs = [
@@ -265,19 +308,21 @@ class _LanguageIndex:
             for a, more in zip(articles, extra, strict=True)
         ]
         self.doc_sets = [frozenset(d) for d in docs]
-        # Each article's title, keywords and phrasings one by one: the question's closest one.
-        self.snippets = [
+        # Each article's title, keywords and phrasings one by one ("snippets"): the question's
+        # closest one (``closest``), kept as postings (token row -> snippet numbers, CSR).
+        snippets = [
             [frozenset(tokens(t)) for t in (a.title, *more)]
             for a, more in zip(articles, extra, strict=True)
         ]
         # A question made of exactly the words of one article's title, keyword or phrasing is that
-        # article's known question ("How do I reset my 2FA?" is keyword "reset my 2FA").
-        self.known: dict[frozenset[str], set[int]] = {}
-        for n, texts in enumerate(self.snippets):
+        # article's known question ("How do I reset my 2FA?" is keyword "reset my 2FA"); -1: the
+        # words of more than one article's.
+        self.known: dict[tuple[str, ...], int] = {}
+        for n, texts in enumerate(snippets):
             for snippet in texts:
-                words = snippet - INTENTS if snippet & INTENTS else snippet
-                if words:
-                    self.known.setdefault(words, set()).add(n)
+                words = tuple(sorted(snippet - INTENTS))
+                if words and self.known.setdefault(words, n) != n:
+                    self.known[words] = -1
         # Chinese: every character pair of the raw text, and the characters' document frequency,
         # for the characters of a question that no lexicon word covers.
         self.texts: list[str] = []  # each article's Chinese text, runs joined by a space
@@ -321,6 +366,15 @@ class _LanguageIndex:
         # a question is then a weighted sum of a few rows.
         self.rows = {token: row for row, token in enumerate(sorted(self.df))}
         self.matrix = _dense_scores(bm25, list(self.rows), self.n_docs)
+        flat = [snippet for texts in snippets for snippet in texts]
+        self.n_snippets = len(flat)
+        self.snippet_starts = np.cumsum([0] + [len(texts) for texts in snippets[:-1]])
+        by_row: list[list[int]] = [[] for _ in self.rows]
+        for i, snippet in enumerate(flat):
+            for token in snippet:
+                by_row[self.rows[token]].append(i)
+        self.snippet_ptr = np.cumsum([0] + [len(ids) for ids in by_row]).astype(np.int64)
+        self.snippet_ids = np.array([i for ids in by_row for i in ids], dtype=np.int32)
 
     def _latin_pairs(self, text: str) -> list[tuple[str, str]]:
         return zh_latin_pairs(text) if self.lang == "zh" else en_pairs(latin_part(text))
@@ -394,9 +448,21 @@ class _LanguageIndex:
 
     def known_article(self, query: Query) -> int | None:
         """The one article whose title, keyword or phrasing has exactly the question's words."""
-        words = frozenset(tok for _, tok, w in query if w == 1.0 and tok not in INTENTS)
-        owners = self.known.get(words, set())
-        return next(iter(owners)) if len(owners) == 1 else None
+        words = tuple(sorted({tok for _, tok, w in query if w == 1.0 and tok not in INTENTS}))
+        owner = self.known.get(words, -1)
+        return owner if owner >= 0 else None
+
+    def closest(self, weights: dict[str, float]) -> np.ndarray:
+        """Per article, the highest sum of ``weights`` (token -> weight) over the tokens shared
+        with one of its snippets (title, keyword, phrasing)."""
+        rows = [self.rows[t] for t in weights if t in self.rows]
+        if not rows:
+            return np.zeros(self.n_docs)
+        starts, ends = self.snippet_ptr[rows], self.snippet_ptr[np.array(rows) + 1]
+        ids = np.concatenate([self.snippet_ids[a:b] for a, b in zip(starts, ends, strict=True)])
+        w = np.repeat([weights[t] for t in weights if t in self.rows], ends - starts)
+        shared = np.bincount(ids, weights=w, minlength=self.n_snippets)
+        return np.maximum.reduceat(shared, self.snippet_starts)
 
     def scores(self, query: Query) -> np.ndarray:
         """BM25 score of every article: the sum of each query token's bm25s score, weighted.
@@ -416,12 +482,15 @@ class _LanguageIndex:
         rows = [self.rows[tok] for tok in weights]
         return np.asarray(list(weights.values()), dtype=np.float32) @ self.matrix[rows]
 
-    def features(self, query: Query, units: Units, scores: np.ndarray) -> np.ndarray | None:
+    def features(
+        self, query: Query, units: Units, scores: np.ndarray, order: np.ndarray | None = None
+    ) -> np.ndarray | None:
         """``FEATURES`` of the best article for the question (module doc); None without a
-        usable token or a positive score."""
+        usable token or a positive score. ``order``: the ranking (default by ``scores``)."""
         if not query or scores.size == 0:
             return None
-        order = np.argsort(-scores, kind="stable")
+        if order is None:
+            order = np.argsort(-scores, kind="stable")
         s1 = float(scores[order[0]])
         if s1 <= 0:
             return None
@@ -456,16 +525,9 @@ class _LanguageIndex:
         coverage = sum(weights[u] * covered.get(u, 0.0) for u in weights) / total
         query_idf = {tok: self.idf(tok) for _, tok, _ in query}
 
-        asked = frozenset(query_idf)
-
-        def closest_of(article: int) -> float:
-            return max(
-                (sum(map(query_idf.__getitem__, asked & s)) for s in self.snippets[article]),
-                default=0.0,
-            )
-
-        closest = closest_of(best)
-        runner_up = closest_of(int(order[1])) if scores.size > 1 else 0.0
+        closest_by_article = self.closest(query_idf)
+        closest = float(closest_by_article[best])
+        runner_up = float(closest_by_article[int(order[1])]) if scores.size > 1 else 0.0
         unknown_share = min(1.0, sum(unknown.values()) / total)
         generic = _generic()
         specific = (
@@ -485,7 +547,7 @@ class _LanguageIndex:
                 coverage,
                 unknown_share,
                 strength,
-                (s1 - s2) / s1,
+                max(-1.0, (s1 - s2) / s1),
                 closest / everything,
                 gap,
                 specific,
@@ -556,7 +618,7 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
     own (not one every online service uses), and an unknown word without one ("my twitter
     account")."""
     coverage, unknown, strength, _margin, closest, gap, specific, _closest_margin, crypto = f[:9]
-    clf_max, clf_off = f[12], f[13]
+    clf_max, clf_off, other = f[12], f[13], f[14]
     has_unknown, has_own = float(unknown > 0), float(specific > 0)
     return np.array(
         [
@@ -575,14 +637,19 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
             math.log(clf_max + 1e-6),
             clf_off,
             math.log(clf_off + 1e-6),
+            other,
+            other * (1 - crypto),
         ]
     )
 
 
 def _right_inputs(f: np.ndarray) -> np.ndarray:
-    """Inputs of "the best article is the one that answers it" (see ``Calibration``)."""
-    coverage, _unknown, strength, margin, closest, _gap, _specific, closest_margin, _crypto = f[:9]
-    clf_best, clf_margin, clf_agree, _clf_max, _clf_off = f[9:]
+    """Inputs of "the best article is the one that answers it" (see ``Calibration``): with the
+    unknown words, the heaviest missed word, the help centre's own words covered and the
+    classifier's off-topic probability (a question partly about something else is more often
+    answered by a sibling article)."""
+    coverage, unknown, strength, margin, closest, gap, specific, closest_margin, _crypto = f[:9]
+    clf_best, clf_margin, clf_agree, _clf_max, clf_off = f[9:14]
     return np.array(
         [
             coverage,
@@ -595,6 +662,10 @@ def _right_inputs(f: np.ndarray) -> np.ndarray:
             clf_margin,
             clf_agree,
             math.log(clf_best + 1e-6),
+            unknown,
+            gap,
+            specific,
+            clf_off,
         ]
     )
 
@@ -645,7 +716,7 @@ class Calibration:
 
 _NO_CALIBRATION = Calibration(
     {lang: (0.0,) * 16 for lang in LANGUAGES},
-    {lang: (0.0,) * 11 for lang in LANGUAGES},
+    {lang: (0.0,) * 15 for lang in LANGUAGES},
     {lang: (0.0, 0.0) for lang in LANGUAGES},
 )
 
@@ -699,6 +770,17 @@ def train_classifiers(
         samples += [(tokenize(text, lang), len(records)) for text in off_topic.get(lang, [])]
         out[lang] = classifier.train(samples, ids)
     return out
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    text: str
+    lang: str
+    query: Query
+    units: Units
+    scores: np.ndarray  # BM25, per article
+    p: np.ndarray | None  # the classifier's probabilities: the articles', then off-topic's
+    order: np.ndarray  # the articles with a positive BM25 score, best first
 
 
 class KnowledgeBase:
@@ -777,27 +859,42 @@ class KnowledgeBase:
         return self._articles[_lang(lang)][self._ids.index(article_id)]
 
     # ----- retrieval -----------------------------------------------------------------------
-    def _rank(self, text: str) -> tuple[str, Query, Units, np.ndarray]:
+    def _rank(self, text: str) -> _Ranked:
+        """The question's language, tokens, units, BM25 scores, the classifier's probabilities
+        (the articles', then off-topic's; None without a positive score) and the ranking: the
+        articles with a positive BM25 score by BM25 score / best BM25 score + ``RANK_MIX`` x the
+        classifier's probability."""
         query_lang = detect_language(text)
         index = self._indexes.get(query_lang)
         if index is None:
-            return query_lang, [], [], np.zeros(0, dtype=np.float32)
+            empty = np.zeros(0, dtype=np.float32)
+            return _Ranked(text, query_lang, [], [], empty, None, np.zeros(0, dtype=np.int64))
         query, units = index.parse(text)
-        return query_lang, query, units, index.scores(query)
+        scores = index.scores(query)
+        s1 = float(scores.max()) if scores.size else 0.0
+        if s1 <= 0:
+            none = np.zeros(0, dtype=np.int64)
+            return _Ranked(text, query_lang, query, units, scores, None, none)
+        p = self._classifiers[query_lang].probabilities(tok for _, tok, _ in query)
+        mixed = np.where(scores > 0, scores / s1 + RANK_MIX * p[:-1], -np.inf)
+        order = np.argsort(-mixed, kind="stable")[: int((scores > 0).sum())]
+        return _Ranked(text, query_lang, query, units, scores, p, order)
 
-    def _features(
-        self, lang: str, query: Query, units: Units, scores: np.ndarray
-    ) -> np.ndarray | None:
+    def _features(self, ranked: _Ranked) -> np.ndarray | None:
         """``FEATURES`` of the best article: the index's, then the classifier's probability of
-        it, its lead over BM25's runner-up, whether the classifier's own best is it, the
+        it, its lead over the runner-up, whether the classifier's own best is it, the
         classifier's highest article probability and its probability of off-topic."""
-        found = self._indexes[lang].features(query, units, scores)
+        if ranked.p is None or not ranked.order.size:
+            return None
+        full = np.argsort(-ranked.scores, kind="stable")
+        order = np.concatenate([ranked.order, full[~np.isin(full, ranked.order)]])
+        found = self._indexes[ranked.lang].features(
+            ranked.query, ranked.units, ranked.scores, order
+        )
         if found is None:
             return None
-        p = self._classifiers[lang].probabilities(tok for _, tok, _ in query)
-        p, off = p[:-1], float(p[-1])
-        order = np.argsort(-scores, kind="stable")
-        best, second = int(order[0]), int(order[1]) if scores.size > 1 else int(order[0])
+        p, off = ranked.p[:-1], float(ranked.p[-1])
+        best, second = int(order[0]), int(order[1]) if order.size > 1 else int(order[0])
         return np.concatenate(
             [
                 found,
@@ -807,17 +904,17 @@ class KnowledgeBase:
                     float(int(np.argmax(p)) == best),
                     float(p.max()),
                     off,
+                    _other_service(ranked.text),
                 ],
             ]
         )
 
     def features(self, text: str) -> tuple[str, str | None, np.ndarray | None]:
         """(question language, best article id, ``FEATURES`` of it) for ``text``."""
-        query_lang, query, units, scores = self._rank(text)
-        if scores.size == 0 or float(scores.max()) <= 0:
-            return query_lang, None, None
-        best = int(np.argmax(scores))
-        return query_lang, self._ids[best], self._features(query_lang, query, units, scores)
+        ranked = self._rank(text)
+        if not ranked.order.size:
+            return ranked.lang, None, None
+        return ranked.lang, self._ids[int(ranked.order[0])], self._features(ranked)
 
     def search(self, text: str, lang: str | None = None, k: int = 3) -> list[tuple[Article, float]]:
         """Best ``k`` articles for ``text`` with their BM25 scores, best first.
@@ -826,25 +923,23 @@ class KnowledgeBase:
         articles are in ``lang`` if given, else in the question's language. Articles with a zero
         score are left out.
         """
-        _, _, _, scores = self._rank(text)
+        ranked = self._rank(text)
         out_lang = _lang(lang) if lang else detect_language(text)
-        order = np.argsort(-scores, kind="stable")[: max(0, k)]
         return [
-            (self._articles[out_lang][int(i)], float(scores[i])) for i in order if scores[i] > 0
+            (self._articles[out_lang][int(i)], float(ranked.scores[i]))
+            for i in ranked.order[: max(0, k)]
         ]
 
     def answer(self, text: str, lang: str | None = None) -> Answer:
         """Answer ``text`` with the best article (title, blank line, body) and a confidence."""
-        query_lang, query, units, scores = self._rank(text)
-        out_lang = _lang(lang) if lang else query_lang
-        order = [int(i) for i in np.argsort(-scores, kind="stable")[:3] if scores[i] > 0]
+        ranked = self._rank(text)
+        out_lang = _lang(lang) if lang else ranked.lang
+        order = [int(i) for i in ranked.order[:3]]
         if not order:
             return Answer(_FALLBACK[out_lang], [], 0.0, out_lang, None)
-        index = self._indexes[query_lang]
-        confidence = self._calibration.confidence(
-            query_lang, self._features(query_lang, query, units, scores)
-        )
-        if index.known_article(query) == order[0]:
+        index = self._indexes[ranked.lang]
+        confidence = self._calibration.confidence(ranked.lang, self._features(ranked))
+        if index.known_article(ranked.query) == order[0]:
             confidence = max(confidence, KNOWN_QUESTION_CONFIDENCE)
         best = self._articles[out_lang][order[0]]
         return Answer(

@@ -192,6 +192,14 @@ class ReconcilingConsumer(_RedisConsumer):
             broker.do_requeue(self.queue_name, *orphans)
 
 
+# A message whose task a dead worker held is requeued by queue maintenance once that worker has
+# missed a heartbeat timeout; the resend below is for a message with no task left at all, so it
+# waits two. With one, both could fire for the same message (the new worker's sweep resent it,
+# and maintenance requeued it when the dead worker's heartbeat expired): it was delivered twice,
+# the second delivery a duplicate (test_worker_faults' SIGKILL test, under load).
+RESEND_AFTER_HEARTBEATS = 2
+
+
 class ResendStalePending(Middleware):
     """Each Dramatiq worker process sends anew the task of a message pending for too long.
 
@@ -278,5 +286,7 @@ def make_broker(s: Settings) -> RedisBroker:
     broker.add_middleware(WarmUp())
     broker.add_middleware(DieWithParent())
     broker.add_middleware(RetryAfterRedisReturns())
-    broker.add_middleware(ResendStalePending(s.broker_heartbeat_timeout_ms / 1000))
+    broker.add_middleware(
+        ResendStalePending(RESEND_AFTER_HEARTBEATS * s.broker_heartbeat_timeout_ms / 1000)
+    )
     return broker
