@@ -35,6 +35,7 @@ class LocalDeploy:
     port: int
     redis_port: int
     releases_seen: list[str] = field(default_factory=list)
+    releases_broken: list[str] = field(default_factory=list)
 
     def args(self, *extra: str) -> list[str]:
         return [
@@ -230,6 +231,26 @@ def test_broken_release_is_switched_back(local: LocalDeploy) -> None:
     assert run.rc != 0
     assert "Health gate failed" in run.output and "Switched current back to" in run.output
     assert local.current() == before
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+    # marked for rollback.yml to skip (health.yml): the broken release, not the one running
+    broken = [r.name for r in (local.base / "releases").iterdir() if (r / ".failed_gate").exists()]
+    assert len(broken) == 1 and broken[0] != before, broken
+    local.releases_broken = broken
+
+
+def test_rollback_skips_a_release_that_failed_its_gate(local: LocalDeploy) -> None:
+    """A fixed release deployed after the broken one, then rolled back: back to the newest
+    release that passed its gate, never to the broken one (newer, complete, but failed)."""
+    newest_good = sorted(local.releases_seen)[-1]
+    wsgi = local.app / "src/coinex_chatbot/wsgi.py"
+    wsgi.write_text(wsgi.read_text() + "\n# release 3, the fix\n")
+    run = local.deploy()
+    assert run.rc == 0, run.output[-4000:]
+    fixed = local.current()
+    assert all(fixed > r for r in local.releases_broken), (fixed, local.releases_broken)
+    run = run_playbook("rollback.yml", *local.args())
+    assert run.rc == 0, run.output[-4000:]
+    assert local.current() == newest_good, (local.current(), newest_good, local.releases_broken)
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
 
 

@@ -257,7 +257,8 @@ def test_releases_mark_current_and_show_the_git_commit(healthy: Deploy) -> None:
     run = healthy.ops("-e", "op=releases")
     assert run.rc == 0, run.output[-3000:]
     lines = table(run)
-    assert lines[0].split() == ["HOST", "RELEASE", "GIT", "COMMIT", "BUILT", "WENT", "LIVE"]
+    header = ["HOST", "RELEASE", "GIT", "COMMIT", "BUILT", "WENT", "LIVE", "FAILED", "GATE"]
+    assert lines[0].split() == header
     current = [line for line in lines[1:] if " current " in line]
     assert len(current) == 1, lines
     commit = git(healthy.repo, "rev-parse", "HEAD")[:12]

@@ -255,6 +255,10 @@ def releases(base: Path, record: dict) -> list[dict]:
             went_live = (path / ".went_live").read_text().strip()
         except OSError:
             went_live = ""
+        try:  # health.yml: the time and the check it failed (rollback.yml skips it)
+            failed_gate = (path / ".failed_gate").read_text().strip()
+        except OSError:
+            failed_gate = ""
         commit = info.get("git_commit") or ""
         rows.append(
             {
@@ -266,6 +270,7 @@ def releases(base: Path, record: dict) -> list[dict]:
                 else "unknown",
                 "built": info.get("built_at", ""),
                 "went_live": went_live,
+                "failed_gate": failed_gate,
             }
         )
     if not rows:
