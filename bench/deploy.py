@@ -3,11 +3,16 @@ Molecule's default scenario does (needs ``scripts/docker-engine start`` and the 
 ``molecule/images/build debian12``): a fresh converge of one host (no compiler may end up on
 it), no-op reruns against the floor (facts and a ping), module round trips with pipelining on
 and off, a code-only release (app/ with its version bumped), a fresh converge of three hosts in
-one run. The controller's wheelhouse cache is warmed first; the containers are removed at the end.
+one run. Each connection of --connections in turn, in one run: ``ssh`` as production deploys
+(sshd in the container, the user ``deploy`` with NOPASSWD sudo, become, host keys checked
+against the run's own known_hosts, the repository's ssh_args: ControlPersist, pipelining) and
+``docker`` (Molecule's connection). The controller's wheelhouse cache is warmed first; the
+containers are removed at the end.
 """
 
 from __future__ import annotations
 
+import configparser
 import hashlib
 import json
 import os
@@ -37,6 +42,21 @@ COMPILERS = "command -v gcc cc c++ g++ clang; ls /usr/bin/*gcc* /usr/bin/*g++* /
 /usr/lib/gcc/*/*/cc1 2>/dev/null; true"
 ROUNDTRIP_TASKS = 20
 TARGETS = {"fresh1": 120.0, "noop": 2.0, "fresh3": 1.3, "code": 20.0}
+# a container made a production host: its own host keys, sshd with keys only, `deploy` with the
+# run's key and NOPASSWD sudo (molecule/fleet/tasks/ssh_host.yml does the same for the fleet)
+SSH_HOST = """set -eu
+ssh-keygen -A >/dev/null
+printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\nPermitRootLogin no\\n' \\
+  >/etc/ssh/sshd_config.d/bench.conf
+systemctl restart ssh
+id deploy >/dev/null 2>&1 || useradd -m -s /bin/bash deploy
+install -d -m 0700 -o deploy -g deploy ~deploy/.ssh
+printf '%s\\n' "$1" >~deploy/.ssh/authorized_keys
+chown deploy:deploy ~deploy/.ssh/authorized_keys
+echo 'deploy ALL=(ALL:ALL) NOPASSWD: ALL' >/etc/sudoers.d/deploy
+chmod 0440 /etc/sudoers.d/deploy
+cat /etc/ssh/ssh_host_ed25519_key.pub
+"""
 
 
 def sources_digest() -> str:
@@ -69,17 +89,31 @@ def changed(run: dict[str, Any]) -> int:
 class Deploy:
     """Containers, inventories and playbook runs of one benchmark run."""
 
-    def __init__(self, workdir: Path, ws: int, mitogen: Path | None) -> None:
+    def __init__(self, workdir: Path, ws: int, ssh: bool, mitogen: Path | None) -> None:
         self.workdir, self.ws, self.runs, self.containers = workdir, ws, 0, []
         self.run_id = uuid.uuid4().hex[:6]
-        self.connection = "docker" if mitogen else "community.docker.docker"
+        self.ssh, self.addresses = ssh, {}
+        self.connection = "ssh" if ssh else "docker" if mitogen else "community.docker.docker"
         self.env = {k: v for k, v in os.environ.items() if k != "WS"} | {
             "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
             "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
-            "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(workdir / "facts"),
         }
+        if ssh:  # the repository's ssh_args, plus the run's key and known_hosts (checked)
+            key = workdir / "id_ed25519"
+            made = run_cmd("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
+            if made.returncode != 0:
+                raise BenchError(f"ssh-keygen: {made.stderr.strip()}")
+            cfg = configparser.ConfigParser(interpolation=None)
+            cfg.read(ROOT / "ansible.cfg")
+            args = cfg.get("ssh_connection", "ssh_args")
+            self.env |= {
+                "ANSIBLE_PRIVATE_KEY_FILE": str(key),
+                "ANSIBLE_SSH_ARGS": f"{args} -o UserKnownHostsFile={workdir / 'known_hosts'} "
+                "-o StrictHostKeyChecking=yes",
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": str(workdir / "cp"),
+            }
         if mitogen:  # opt-in: Mitogen's strategy (it wraps the docker connection)
             strategy = mitogen.resolve() / "ansible_mitogen" / "plugins" / "strategy"
             if not strategy.is_dir():
@@ -103,7 +137,22 @@ class Deploy:
                 return out.stdout.strip() in ("running", "degraded")
 
             common.wait_for(up, 90, f"systemd in {name}")
+            if self.ssh:
+                self.ssh_host(name)
         return names
+
+    def ssh_host(self, name: str) -> None:
+        """sshd and `deploy` in the container; its address and host key for the inventory."""
+        public = (self.workdir / "id_ed25519.pub").read_text().strip()
+        out = run_cmd("docker", "exec", name, "bash", "-c", SSH_HOST, "ssh_host", public)
+        if out.returncode != 0:
+            raise BenchError(f"sshd in {name}: {out.stderr.strip()}")
+        key = " ".join(out.stdout.strip().splitlines()[-1].split()[:2])
+        template = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        address = run_cmd("docker", "inspect", "-f", template, name).stdout.strip()
+        with (self.workdir / "known_hosts").open("a") as known:
+            known.write(f"{address} {key}\n")
+        self.addresses[name] = address
 
     def remove_containers(self) -> None:
         for name in self.containers:
@@ -118,6 +167,7 @@ class Deploy:
         secret += "chars=['ascii_letters', 'digits']) }}"
         group_vars = {
             "ansible_connection": self.connection,
+            **({"ansible_user": "deploy", "ansible_become": True} if self.ssh else {}),
             "coinex_chatbot_mode": "production",
             "coinex_chatbot_ws": self.ws,
             "coinex_chatbot_base_dir": "/opt/coinex_chatbot",
@@ -125,7 +175,8 @@ class Deploy:
             "coinex_chatbot_secret_key": secret % (self.workdir, "secret_key", 40),
             "coinex_chatbot_redis_password": secret % (self.workdir, "redis_password", 32),
         }
-        chatbot = {"hosts": {host: {} for host in hosts}, "vars": group_vars}
+        hostvars = {h: {"ansible_host": self.addresses[h]} if self.ssh else {} for h in hosts}
+        chatbot = {"hosts": hostvars, "vars": group_vars}
         inventory = {"chatbot": chatbot, "redis": {"hosts": {}}}
         self.runs += 1
         (inv := self.workdir / f"inventory-{self.runs}.json").write_text(json.dumps(inventory))
@@ -205,9 +256,6 @@ def measure(args: Any, d: Deploy) -> dict[str, Any]:
     print(f"no-op reruns and the floor, {args.repeats} each, alternating")
     for i in range(args.repeats):
         res.setdefault("floors", []).append(d.playbook(f"floor-{i + 1}", floor, one))
-        no_cache = {"ANSIBLE_CACHE_PLUGIN": "ansible.builtin.memory"}
-        gathered = d.playbook(f"floor-gathered-{i + 1}", floor, one, **no_cache)
-        res.setdefault("floors_gathered", []).append(gathered)
         res.setdefault("noops", []).append(d.playbook(f"noop-{i + 1}", PLAYBOOK, one))
     print(f"module round trips: {ROUNDTRIP_TASKS} stat tasks, pipelining on and off")
     res["roundtrips"] = {"on": [], "off": []}
@@ -240,7 +288,6 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
     fresh1, fresh3, code, noops = res["fresh1"], res.get("fresh3"), res["code"], res["noops"]
     no_cc = not any(res["compilers"].values())
     floor, noop = (statistics.median(r["seconds"] for r in res[k]) for k in ("floors", "noops"))
-    gathered = statistics.median(r["seconds"] for r in res.get("floors_gathered", res["floors"]))
     noop_changed = max(changed(r) for r in noops)
     ratio3 = [fresh3["seconds"] / fresh1["seconds"]] if fresh3 else []
 
@@ -249,11 +296,9 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
     table = [
         ("Fresh converge, 1 host", fresh1["seconds"], "-", f"<= {TARGETS['fresh1']:.0f} s",
          fresh1["seconds"] <= TARGETS["fresh1"] and no_cc, f"compilers on the hosts: {compilers}"),
-        ("Floor: facts + ping, 1 host", floor, "1.00", "-", None, "facts from the fact cache "
-         "(ansible.cfg: gathering = smart, jsonfile cache), as the no-op rerun has them; runs: "
+        ("Floor: facts + ping, 1 host", floor, "1.00", "-", None, "facts gathered once, as "
+         "the no-op rerun gathers them (ansible.cfg: in-memory facts, one run); runs: "
          + runs["floors"]),
-        ("Floor, facts gathered (no fact cache), 1 host", gathered, f"{gathered / floor:.2f}", "-",
-         None, f"for comparison: the no-op rerun is {noop / gathered:.2f}x this"),
         ("No-op rerun, 1 host", noop, f"{noop / floor:.2f}", f"<= {TARGETS['noop']:.1f}x floor, "
          "changed=0", noop / floor <= TARGETS["noop"] and noop_changed == 0,
          f"runs: {runs['noops']}; changed (max of runs) = {noop_changed}"),
@@ -273,15 +318,19 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def section(res: dict[str, Any]) -> str:
+    runs = res["runs"]
     return common.SECTIONS.get_template("deploy.md").render(
         res=res,
+        runs=runs,
         meta=res["meta"],
         host=res["meta"]["machine"],
         ansible=common.tool_version([str(VENV_BIN / "ansible-playbook"), "--version"]),
-        table=common.table(rows(res), "lrrlll"),
+        tables={name: common.table(rows(run), "lrrlll") for name, run in runs.items()},
         tasks=ROUNDTRIP_TASKS,
-        on=statistics.median(res["roundtrips"]["on"]),
-        off=statistics.median(res["roundtrips"]["off"]),
+        trips={
+            name: [statistics.median(run["roundtrips"][m]) for m in ("on", "off")]
+            for name, run in runs.items()
+        },
     )
 
 
@@ -290,10 +339,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repeats", type=int, default=3, help="no-op reruns and floor runs (medians)")
     p.add_argument("--ws", type=int, default=3, help="coinex_chatbot_ws of the deploys")
     p.add_argument("--no-three", action="store_true", help="skip the three-host converge")
+    p.add_argument(
+        "--connections", default="ssh,docker", help="measured in turn: ssh, docker or both"
+    )
     p.add_argument("--mitogen", type=Path, help="opt-in: directory holding ansible_mitogen")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--from-json", type=Path, help="measure nothing: the section of a --json file")
     args = p.parse_args(argv)
+    connections = args.connections.split(",")
+    if not connections or set(connections) - {"ssh", "docker"}:
+        raise BenchError(f"--connections {args.connections}: ssh, docker or ssh,docker")
+    if args.mitogen and "ssh" in connections:
+        raise BenchError("--mitogen wraps the docker connection only: --connections docker")
     if args.from_json:
         res = json.loads(args.from_json.read_text())
     else:
@@ -301,22 +358,25 @@ def main(argv: list[str]) -> int:
             raise BenchError(f"no Docker engine or no {IMAGE}: see the --help")
         started, load, digest = time.monotonic(), common.loadavg(), sources_digest()
         host = common.machine()
-        d = Deploy(Path(tempfile.mkdtemp(prefix="coinex-bench-deploy-")), args.ws, args.mitogen)
-        try:
-            res = measure(args, d)
-        except BaseException:
-            print(f"logs kept in {d.workdir}", file=sys.stderr)
-            raise
-        finally:
-            d.remove_containers()
-        mitogen = " (Mitogen mitogen_linear)" if args.mitogen else ""
-        res.update(
-            ws=args.ws, connection=d.connection + mitogen, sources=[digest, sources_digest()]
-        )
+        res = {"runs": {}}
+        for connection in connections:
+            print(f"connection {connection}")
+            workdir = Path(tempfile.mkdtemp(prefix="coinex-bench-deploy-"))
+            d = Deploy(workdir, args.ws, connection == "ssh", args.mitogen)
+            try:
+                run = measure(args, d)
+            except BaseException:
+                print(f"logs kept in {d.workdir}", file=sys.stderr)
+                raise
+            finally:
+                d.remove_containers()
+            mitogen = " (Mitogen mitogen_linear)" if args.mitogen else ""
+            res["runs"][connection] = run | {"connection": d.connection + mitogen}
+            shutil.rmtree(d.workdir, ignore_errors=True)
+        res.update(ws=args.ws, sources=[digest, sources_digest()])
         command = " ".join([".venv/bin/python", "bench/run.py", "deploy", *argv])
         load, elapsed = [load, common.loadavg()], time.monotonic() - started
         res["meta"] = dict(command=command, machine=host, load=load, elapsed=elapsed)
         if args.json:
             args.json.write_text(json.dumps(res, indent=1))
-        shutil.rmtree(d.workdir, ignore_errors=True)
     return common.publish(args, section(res), "deploy")

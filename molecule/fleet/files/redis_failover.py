@@ -7,9 +7,6 @@ compares the process ids (no process restarted).
 ``rejoin``: ``docker start``s the old primary and measures the seconds until it is a connected
 replica of the new one.
 ``primary``: the settled primary's container.
-``hold``: starts placeholder containers (``sleep``) on a Docker network until one holds the
-given address (Docker hands out the lowest free one), so that a container created next gets
-another; prints their names.
 ``topology``: each Redis container's address, role and link, run_id and maxmemory, and what its
 Sentinel knows: the primary, the other Sentinels' and the replicas' addresses, CKQUORUM.
 Passwords come from the environment: REDISCLI_AUTH (Redis's default user) and
@@ -226,17 +223,6 @@ def topology(args: argparse.Namespace) -> dict[str, object]:
     return hosts
 
 
-def hold(args: argparse.Namespace) -> dict[str, object]:
-    names: list[str] = []
-    for n in range(32):
-        name = f"{args.prefix}{n}"
-        docker("run", "-d", "--name", name, "--network", args.network, args.image, "sleep", "1d")
-        names.append(name)
-        if address(name) == args.address:
-            return {"placeholders": names}
-    sys.exit(f"{args.address} not handed out to any of {names}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="phase", required=True)
@@ -254,14 +240,8 @@ def main() -> None:
         reading = sub.add_parser(name)
         reading.add_argument("--redis", nargs="+", required=True, help="the Redis containers")
         reading.add_argument("--master-name", required=True)
-    holding = sub.add_parser("hold")
-    holding.add_argument("--network", required=True)
-    holding.add_argument("--image", required=True)
-    holding.add_argument("--address", required=True)
-    holding.add_argument("--prefix", default="coinex-fleet-placeholder-")
     args = parser.parse_args()
     phases = {
-        "hold": hold,
         "kill": kill,
         "rejoin": rejoin,
         "primary": lambda a: {"primary": settled_primary(a)},
