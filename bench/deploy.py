@@ -36,7 +36,7 @@ PLAYBOOK = ROOT / "playbooks" / "deploy.yml"
 DOCKER_RUN = [  # the options of molecule/default/molecule.yml's platforms
     "--detach", "--cgroupns=host", "--security-opt=seccomp=unconfined", "--cap-add=SYS_PTRACE",
     "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs=/run", "--tmpfs=/run/lock",
-    "--tmpfs=/tmp", "--stop-signal=SIGRTMIN+3",
+    "--tmpfs=/tmp", "--stop-signal=SIGRTMIN+3", "--sysctl=net.ipv4.tcp_migrate_req=1",
 ]  # fmt: skip
 COMPILERS = "command -v gcc cc c++ g++ clang; ls /usr/bin/*gcc* /usr/bin/*g++* /usr/bin/clang* \
 /usr/lib/gcc/*/*/cc1 2>/dev/null; true"
