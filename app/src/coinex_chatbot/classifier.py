@@ -53,9 +53,8 @@ class Classifier:
         return z / z.sum()
 
 
-def train(samples: list[Sample], ids: Sequence[str], iterations: int = ITERATIONS) -> Classifier:
-    """The classifier fitted on ``samples`` (tokens, index into ``ids``) in ``iterations``
-    Adam steps."""
+def train(samples: list[Sample], ids: Sequence[str]) -> Classifier:
+    """The classifier fitted on ``samples`` (tokens, index into ``ids``)."""
     if not samples:
         raise ValueError("no training samples")
     df: dict[str, int] = {}
@@ -88,7 +87,7 @@ def train(samples: list[Sample], ids: Sequence[str], iterations: int = ITERATION
     moments = [np.zeros_like(weights), np.zeros_like(weights), np.zeros_like(bias)]
     moments.append(np.zeros_like(bias))
     b1, b2, eps = _ADAM
-    for step in range(1, iterations + 1):
+    for step in range(1, ITERATIONS + 1):
         z = np.add.reduceat(weights[col_arr] * val_arr, row_start) + bias
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)

@@ -746,10 +746,6 @@ def packaged_classifiers() -> dict[str, Classifier]:
 
 
 OFF_TOPIC_CLASS = "(off-topic)"  # the classifiers' last class: questions of ``off_topic.json``
-# Adam steps per language: the Chinese classifier keeps learning past the default 80 (5-fold
-# figures on the phrasings: answered right 0.731 -> 0.740 at 200); the English one gained as much
-# on its phrasings but then answered one more blind v2 question wrong than that set allows.
-CLASSIFIER_ITERATIONS = {"en": classifier.ITERATIONS, "zh": 200}
 
 
 def train_classifiers(
@@ -772,7 +768,7 @@ def train_classifiers(
             )
         ]
         samples += [(tokenize(text, lang), len(records)) for text in off_topic.get(lang, [])]
-        out[lang] = classifier.train(samples, ids, CLASSIFIER_ITERATIONS[lang])
+        out[lang] = classifier.train(samples, ids)
     return out
 
 

@@ -17,9 +17,7 @@ Tokens (``tokenize``; the index and the questions are tokenised alike):
 * Chinese: segmented into words by jieba (``jieba-py``, its dictionary read from its wheel and
   cut to its 7,000 most frequent words, plus every word of the domain lexicon ``zh_words.txt``,
   which outrank them; no guessing of unknown words), each lexicon word read as its canonical
-  form (提币, 转出, 往外转 -> 提现; 币安链 -> bep20; 身份验证器 -> 谷歌验证器; 怎么, 如何 -> qhow),
-  and a destination that says which way coins go is read first (转到coinex -> 充值, 转到币安 /
-  转到别的交易所 -> 提现, ``zh_directions``);
+  form (提币, 转出, 往外转 -> 提现; 币安链 -> bep20; 身份验证器 -> 谷歌验证器; 怎么, 如何 -> qhow);
   function words (的, 了, 吗, 什么, ...) cut the text into stretches; every stretch gives its
   character unigrams and bigrams (so a word missing from the lexicon still matches) and each
   lexicon word of 3+ characters is a token too. Latin words inside Chinese ("2FA", "API",
@@ -359,42 +357,13 @@ def _segment(run: str) -> list[str]:
     return list(_jieba().cut(run, HMM=False))
 
 
-# Which way the coins go, when only the destination says it: "转到coinex", "打进这边" -> 充值;
-# "转到币安", "提到别的交易所" -> 提现 (a friend or a sub-account may be on CoinEx: not these).
-_ZH_DIRECTIONS = (
-    (
-        re.compile(
-            r"(?:转|打|充|弄|搬|存)(?:到|进|入|回)(?:我的)?\s*(?:coinex|这里|这边|这儿|你们(?:这|平台)?)",
-            re.IGNORECASE,
-        ),
-        "充值",
-    ),
-    (
-        re.compile(
-            r"(?:(?:转|打|提|发)币?(?:到|去|给)(?:我的)?\s*|给\s*(?=\S+\s*(?:转|打)))"
-            r"(?:币安|欧易|火币|okx|binance|bybit|bitget|kucoin"
-            r"|(?:别的|其他|其它|另一个|外面的?)(?:交易所|平台))",
-            re.IGNORECASE,
-        ),
-        "提现",
-    ),
-)
-
-
-def zh_directions(text: str) -> str:
-    """``text`` with the destinations that say which way coins go read as 充值 / 提现."""
-    for pattern, word in _ZH_DIRECTIONS:
-        text = pattern.sub(f" {word} ", text)
-    return text
-
-
 def _zh_pieces(text: str) -> list[str | list[str]]:
     """The CJK runs of ``text`` as canonical lexicon words (str) and runs of characters that no
     word covers (list of characters); "" where a function word or a non-CJK character was."""
     words, _, _ = _zh_lexicon()
     pieces: list[str | list[str]] = []
     loose: list[str] = []
-    for run in CJK_RUN_RE.findall(zh_directions(text)):
+    for run in CJK_RUN_RE.findall(text):
         for piece in _segment(run):
             word = words.get(piece, piece)
             if len(word) == 1 and piece not in _ZH_STOP_CHARS:
@@ -469,7 +438,7 @@ def zh_latin_pairs(text: str) -> list[tuple[str, str]]:
     """(word, token) for the Latin words of a Chinese text, as ``en_pairs``; a token the lexicon
     gives a Chinese form ("fee" -> 手续费, "kyc" -> 身份认证) is read as it, a lone "U" as usdt."""
     _, latin, _ = _zh_lexicon()
-    pairs = en_pairs(_LONE_U_RE.sub(" usdt ", latin_part(zh_directions(text))))
+    pairs = en_pairs(_LONE_U_RE.sub(" usdt ", latin_part(text)))
     return [(word, latin.get(token, token)) for word, token in pairs]
 
 
