@@ -309,11 +309,6 @@ def test_blind_questions_are_not_in_the_training_text() -> None:
         ("谷歌验证器丢了", {"谷歌验证器"}),
         ("场外买U", {"p2p", "usdt"}),
         ("爆仓了", {"强平"}),
-        # which way the coins go, said by where they go
-        ("想把钱包里的BTC转到coinex", {"充值"}),
-        ("怎么转币到币安", {"提现"}),
-        ("想给okx转200U", {"提现"}),
-        ("怎么把币转到别的交易所", {"提现"}),
     ],
 )
 def test_chinese_words_and_synonyms(text: str, tokens: set[str]) -> None:
@@ -525,9 +520,8 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.xfail(
     strict=True,
     reason="issue 16 targets not reached yet: answered right on blind.json en 0.692 / zh 0.795, "
-    "on blind_v2.json en 0.569 / zh 0.764, on blind_v3.json en 0.597 / zh 0.764 (target 0.85); "
-    "answered wrong on blind_v2.json en 0.056 (target 0.05); blind_v3.json's Chinese off-topic "
-    "questions escalated 31/32",
+    "on blind_v2.json en 0.569 / zh 0.750, on blind_v3.json en 0.597 / zh 0.764 (target 0.85); "
+    "answered wrong on blind_v2.json en 0.056 (target 0.05); every off-topic question escalated",
 )
 @pytest.mark.parametrize("data", [BLIND, BLIND_V2, BLIND_V3], ids=["blind", "blind_v2", "blind_v3"])
 def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
@@ -542,7 +536,7 @@ def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
 # once when that work was done (docs/answers.md); floors at what that scoring measured.
 BLIND_V2_FLOOR = {
     "en": {"answered right": 0.56, "top-1": 0.79},  # 41 and 57 of 72
-    "zh": {"answered right": 0.76, "top-1": 0.94},  # 55 and 68 of 72 (54 when scored)
+    "zh": {"answered right": 0.75, "top-1": 0.94},  # 54 and 68 of 72
 }
 # answered wrong: English 4 of 72 when scored, above the target (test_blind_targets); Chinese 0
 BLIND_V2_MAX_WRONG = {"en": 0.056, "zh": BLIND_TARGET_WRONG}
@@ -567,9 +561,9 @@ def test_blind_v2_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str])
         assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
 
 
-# Blind set v3: written before the sixth round's work, scored once when that work was done
-# (docs/answers.md); floors at what that scoring measured (one question fewer answered right, or
-# one more answered wrong, fails).
+# Blind set v3: written before the sixth round's work; that round's change was reverted and v3 was
+# scored on the unchanged model, no tuning in between (docs/answers.md); floors at what that
+# scoring measured (one question fewer answered right, or one more answered wrong, fails).
 BLIND_V3_FLOOR = {
     "en": {"answered right": 0.59, "top-1": 0.80},  # 43 and 58 of 72
     "zh": {"answered right": 0.76, "top-1": 0.91},  # 55 and 66 of 72
@@ -589,29 +583,11 @@ def test_blind_v3_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str])
         ]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    for lang, (figures, _, _) in measured.items():
+    for lang, (figures, escalated, n_off) in measured.items():
         assert figures["answered wrong"] <= BLIND_V3_MAX_WRONG[lang], (lang, figures)
         for name, floor in BLIND_V3_FLOOR[lang].items():
             assert figures[name] >= floor, (lang, name, figures[name])
-
-
-@pytest.mark.parametrize(
-    "lang",
-    [
-        "en",
-        pytest.param(
-            "zh",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="when scored, blind_v3.json escalated 31 of its 32 Chinese off-topic "
-                "questions: 护照过期了去哪里办 was answered with kyc-update-info (0.42)",
-            ),
-        ),
-    ],
-)
-def test_blind_v3_off_topic_questions_are_escalated(kb: KnowledgeBase, lang: str) -> None:
-    _, escalated, n_off = _blind(kb, lang, BLIND_V3)
-    assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
+        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
