@@ -10,6 +10,8 @@ Figures are printed on every run, the development set apart from the blind one:
   used to fit anything, but its aggregate figures were seen while they were built, see
   docs/answers.md), plus its off-topic questions;
 * blind v2: tests/data/blind_v2.json (written when blind.json had been seen too often, before the
+  work that followed; scored once at its end), printed apart from the others;
+* blind v3: tests/data/blind_v3.json (written after blind v2 had been scored, before the round of
   work that followed; scored once at its end), printed apart from the others.
 """
 
@@ -51,6 +53,7 @@ DATA = Path(__file__).parent / "data"
 HELDOUT = json.loads((DATA / "heldout.json").read_text("utf-8"))
 BLIND = json.loads((DATA / "blind.json").read_text("utf-8"))
 BLIND_V2 = json.loads((DATA / "blind_v2.json").read_text("utf-8"))  # see its _comment
+BLIND_V3 = json.loads((DATA / "blind_v3.json").read_text("utf-8"))  # see its _comment
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
 MIN_ACCURACY = 0.8
@@ -284,7 +287,9 @@ def test_blind_questions_are_not_in_the_training_text() -> None:
             texts[lang] += record[lang].get("keywords", [])
     for lang, questions in load_off_topic().items():
         texts[lang] += questions
-    blind = BLIND["questions"] + BLIND["off_topic"] + BLIND_V2["questions"] + BLIND_V2["off_topic"]
+    blind = [
+        q for data in (BLIND, BLIND_V2, BLIND_V3) for q in data["questions"] + data["off_topic"]
+    ]
     for q in blind:
         mine = _shingles(q["q"])
         for text in texts[q["lang"]]:
@@ -483,6 +488,18 @@ def test_blind_v2_shape(kb: KnowledgeBase) -> None:
     assert not old & {q["q"] for q in BLIND_V2["questions"] + BLIND_V2["off_topic"]}
 
 
+def test_blind_v3_shape(kb: KnowledgeBase) -> None:
+    ids = set(kb)
+    for lang in ("en", "zh"):
+        questions = [q for q in BLIND_V3["questions"] if q["lang"] == lang]
+        assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
+        assert len({q["expected"] for q in questions}) == len(ids), "one question per article"
+        assert sum(q["lang"] == lang for q in BLIND_V3["off_topic"]) >= 30
+        assert all(bool(CJK.search(q["q"])) == (lang == "zh") for q in questions)
+    old = {q["q"] for data in (BLIND, BLIND_V2) for q in data["questions"] + data["off_topic"]}
+    assert not old & {q["q"] for q in BLIND_V3["questions"] + BLIND_V3["off_topic"]}
+
+
 def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
     lines = ["blind set (blind.json; nothing is fitted on it):"]
     for lang in ("en", "zh"):
@@ -503,10 +520,10 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.xfail(
     strict=True,
     reason="issue 16 targets not reached yet: answered right on blind.json en 0.692 / zh 0.795, "
-    "on blind_v2.json en 0.569 / zh 0.750 (target 0.85); answered wrong on blind_v2.json en "
-    "0.056 (target 0.05); every off-topic question escalated",
+    "on blind_v2.json en 0.569 / zh 0.750, on blind_v3.json en 0.597 / zh 0.764 (target 0.85); "
+    "answered wrong on blind_v2.json en 0.056 (target 0.05); every off-topic question escalated",
 )
-@pytest.mark.parametrize("data", [BLIND, BLIND_V2], ids=["blind", "blind_v2"])
+@pytest.mark.parametrize("data", [BLIND, BLIND_V2, BLIND_V3], ids=["blind", "blind_v2", "blind_v3"])
 def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
     for lang in ("en", "zh"):
         figures, escalated, n_off = _blind(kb, lang, data)
@@ -540,6 +557,35 @@ def test_blind_v2_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str])
         figures, escalated, n_off = _blind(kb, lang, BLIND_V2)
         assert figures["answered wrong"] <= BLIND_V2_MAX_WRONG[lang], (lang, figures)
         for name, floor in BLIND_V2_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
+
+
+# Blind set v3: written before the sixth round's work; that round's change was reverted and v3 was
+# scored on the unchanged model, no tuning in between (docs/answers.md); floors at what that
+# scoring measured (one question fewer answered right, or one more answered wrong, fails).
+BLIND_V3_FLOOR = {
+    "en": {"answered right": 0.59, "top-1": 0.80},  # 43 and 58 of 72
+    "zh": {"answered right": 0.76, "top-1": 0.91},  # 55 and 66 of 72
+}
+BLIND_V3_MAX_WRONG = {"en": 0.0, "zh": 0.0}  # none of 72 in either language when scored
+
+
+def test_blind_v3_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["blind set v3 (blind_v3.json; written before tuning, nothing is fitted on it):"]
+    measured = {}
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = measured[lang] = _blind(kb, lang, BLIND_V3)
+        n = sum(q["lang"] == lang for q in BLIND_V3["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for lang, (figures, escalated, n_off) in measured.items():
+        assert figures["answered wrong"] <= BLIND_V3_MAX_WRONG[lang], (lang, figures)
+        for name, floor in BLIND_V3_FLOOR[lang].items():
             assert figures[name] >= floor, (lang, name, figures[name])
         assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
 
