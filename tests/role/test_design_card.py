@@ -138,7 +138,14 @@ def test_molecule_scenarios_build_their_images() -> None:
         dependency = config["dependency"]
         assert dependency["name"] == "shell", name
         argv = dependency["command"].split()
-        assert argv[0] == "${MOLECULE_PROJECT_DIRECTORY}/molecule/shared/dependency", name
+        shared = "${MOLECULE_PROJECT_DIRECTORY}/molecule/shared/dependency"
+        if argv == [f"${{MOLECULE_PROJECT_DIRECTORY}}/molecule/{name}/dependency"]:
+            # the scenario's own step (fleet: its vault) runs the shared one first, with its images
+            own = (ROOT / "molecule" / name / "dependency").read_text()
+            first = re.search(r'^"\$ROOT/molecule/shared/dependency"((?: \w+)+)$', own, re.M)
+            assert first, f"molecule/{name}/dependency does not run molecule/shared/dependency"
+            argv = [shared, *first.group(1).split()]
+        assert argv[0] == shared, name
         images = {p["image"] for p in config["platforms"]}
         wanted = {f"coinex-chatbot/{key}-systemd:latest" for key in argv[1:]}
         assert images == wanted, (name, images, wanted)
