@@ -476,28 +476,20 @@ def test_blind_set_shape(kb: KnowledgeBase) -> None:
         assert sum(q["lang"] == lang for q in BLIND["off_topic"]) >= 30
 
 
-def test_blind_v2_shape(kb: KnowledgeBase) -> None:
+# each later blind set: one question per article and language, none from an earlier set
+@pytest.mark.parametrize(
+    ("data", "earlier"), [(BLIND_V2, [BLIND]), (BLIND_V3, [BLIND, BLIND_V2])], ids=["v2", "v3"]
+)
+def test_blind_v2_v3_shape(kb: KnowledgeBase, data: dict, earlier: list[dict]) -> None:
     ids = set(kb)
     for lang in ("en", "zh"):
-        questions = [q for q in BLIND_V2["questions"] if q["lang"] == lang]
+        questions = [q for q in data["questions"] if q["lang"] == lang]
         assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
         assert len({q["expected"] for q in questions}) == len(ids), "one question per article"
-        assert sum(q["lang"] == lang for q in BLIND_V2["off_topic"]) >= 30
+        assert sum(q["lang"] == lang for q in data["off_topic"]) >= 30
         assert all(bool(CJK.search(q["q"])) == (lang == "zh") for q in questions)
-    old = {q["q"] for q in BLIND["questions"] + BLIND["off_topic"]}
-    assert not old & {q["q"] for q in BLIND_V2["questions"] + BLIND_V2["off_topic"]}
-
-
-def test_blind_v3_shape(kb: KnowledgeBase) -> None:
-    ids = set(kb)
-    for lang in ("en", "zh"):
-        questions = [q for q in BLIND_V3["questions"] if q["lang"] == lang]
-        assert len(questions) >= 60 and all(q["expected"] in ids for q in questions)
-        assert len({q["expected"] for q in questions}) == len(ids), "one question per article"
-        assert sum(q["lang"] == lang for q in BLIND_V3["off_topic"]) >= 30
-        assert all(bool(CJK.search(q["q"])) == (lang == "zh") for q in questions)
-    old = {q["q"] for data in (BLIND, BLIND_V2) for q in data["questions"] + data["off_topic"]}
-    assert not old & {q["q"] for q in BLIND_V3["questions"] + BLIND_V3["off_topic"]}
+    old = {q["q"] for d in earlier for q in d["questions"] + d["off_topic"]}
+    assert not old & {q["q"] for q in data["questions"] + data["off_topic"]}
 
 
 def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
