@@ -41,7 +41,8 @@ DOCKER_RUN = [  # the options of molecule/default/molecule.yml's platforms
 COMPILERS = "command -v gcc cc c++ g++ clang; ls /usr/bin/*gcc* /usr/bin/*g++* /usr/bin/clang* \
 /usr/lib/gcc/*/*/cc1 2>/dev/null; true"
 ROUNDTRIP_TASKS = 20
-TARGETS = {"fresh1": 120.0, "noop": 2.0, "fresh3": 1.3, "code": 20.0}
+TARGETS = {"fresh1": 120.0, "noop": 3.0, "fresh3": 1.3, "code": 15.0, "make": 1.5}
+LOADGEN = ROOT / "molecule" / "fleet" / "files" / "loadgen.py"
 # a container made a production host: its own host keys, sshd with keys only, `deploy` with the
 # run's key and NOPASSWD sudo (molecule/fleet/tasks/ssh_host.yml does the same for the fleet)
 SSH_HOST = """set -eu
@@ -174,6 +175,9 @@ class Deploy:
             "coinex_chatbot_app_src": str(src),
             "coinex_chatbot_secret_key": secret % (self.workdir, "secret_key", 40),
             "coinex_chatbot_redis_password": secret % (self.workdir, "redis_password", 32),
+            # the load during the code-only release counts every non-2xx answer as failed
+            "coinex_chatbot_rate_limit_ip": 0,
+            "coinex_chatbot_rate_limit_conversation": 0,
         }
         hostvars = {h: {"ansible_host": self.addresses[h]} if self.ssh else {} for h in hosts}
         chatbot = {"hosts": hostvars, "vars": group_vars}
@@ -245,6 +249,74 @@ def bumped_app(workdir: Path) -> tuple[Path, str]:
     return dest, new
 
 
+class Load:
+    """loadgen.py inside the container (copied to /root: `docker cp` does not reach the /tmp
+    tmpfs), 4 connections on the host's own URL, GETs and chat
+    posts) for the duration of the block; .result holds its figures (requests, failed)."""
+
+    def __init__(self, host: str, port: int = 8000) -> None:
+        self.host, self.port, self.result = host, port, {}
+
+    def __enter__(self) -> Load:
+        if run_cmd("docker", "cp", str(LOADGEN), f"{self.host}:/root/loadgen.py").returncode:
+            raise BenchError("docker cp loadgen.py failed")
+        run_cmd("docker", "exec", self.host, "rm", "-f", "/tmp/load.stop", "/tmp/load.json")
+        out = run_cmd("docker", "exec", "--detach", self.host, "sh", "-c",
+                      f"exec python3 /root/loadgen.py --url http://127.0.0.1:{self.port}"
+                      " --connections 4 --stop-file /tmp/load.stop --max-seconds 900"
+                      " --settle-seconds 30 --out /tmp/load.json 2>/tmp/load.err")  # fmt: skip
+        if out.returncode:
+            raise BenchError(f"loadgen did not start: {out.stderr}")
+        time.sleep(2)  # under way before the release starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        run_cmd("docker", "exec", self.host, "touch", "/tmp/load.stop")
+
+        def done() -> bool:
+            out = run_cmd("docker", "exec", self.host, "cat", "/tmp/load.json")
+            if out.returncode == 0 and out.stdout.strip():
+                self.result = json.loads(out.stdout)
+                return True
+            time.sleep(1)
+            return False
+
+        try:
+            common.wait_for(done, 300, "loadgen's figures")
+        except AssertionError as exc:  # the figures say so; the deploy's own figures stand
+            err = run_cmd("docker", "exec", self.host, "tail", "-c", "600", "/tmp/load.err")
+            self.result = {"error": f"{exc}; loadgen stderr: {err.stdout.strip()}"}
+
+
+def make_deploy(workdir: Path, repeats: int) -> dict[str, Any]:
+    """Local mode on this machine (a temporary base dir, free ports): one deploy, then no-op runs
+    of `make deploy` and of the bare `ansible-playbook deploy.yml`, alternating; then stopped."""
+    base = workdir / "local"
+    ports = [str(common.free_port()) for _ in range(2)]
+    extra = f"-e coinex_chatbot_base_dir={base} -e coinex_chatbot_http_port={ports[0]} "
+    extra += f"-e coinex_chatbot_local_redis_port={ports[1]}"
+    env = {k: v for k, v in os.environ.items() if k != "WS"} | {"ANSIBLE_NOCOLOR": "1"}
+    bare = [str(VENV_BIN / "ansible-playbook"), "deploy.yml", *extra.split()]
+    make = ["make", "--no-print-directory", "deploy", f"DEPLOY_ARGS={extra}"]
+    res: dict[str, Any] = {"make": [], "bare": []}
+    try:
+        for i in range(repeats + 1):
+            for what, argv in (("bare", bare), ("make", make)):
+                started = time.monotonic()
+                out = run_cmd(*argv, timeout=1800, cwd=ROOT, env=env)
+                seconds = time.monotonic() - started
+                if out.returncode != 0 or (not re.search(r"changed=0\s", out.stdout) and i):
+                    raise BenchError(f"{' '.join(argv)}: rc {out.returncode}\n{out.stdout[-3000:]}")
+                if i:  # the first bare run deploys
+                    res[what].append(seconds)
+                print(f"  local {what} {'deploy' if not i else 'no-op'}: {seconds:.1f} s")
+    finally:
+        ctl = base / "tools" / "venv" / "bin" / "supervisorctl"
+        if ctl.exists():
+            run_cmd(str(ctl), "-c", str(base / "local_supervisord.conf"), "shutdown")
+    return res
+
+
 def measure(args: Any, d: Deploy) -> dict[str, Any]:
     floor = d.play("Floor (facts and a ping)", [{"ansible.builtin.ping": {}}], gather_facts=True)
     stats = [{"ansible.builtin.stat": {"path": "/etc/hostname"}} for _ in range(ROUNDTRIP_TASKS)]
@@ -266,7 +338,9 @@ def measure(args: Any, d: Deploy) -> dict[str, Any]:
     print("code-only release")
     before = run_cmd("docker", "exec", one[0], "readlink", "/opt/coinex_chatbot/current").stdout
     app_src, version = bumped_app(d.workdir)
-    res["code"] = d.playbook("code-release", PLAYBOOK, one, app_src)
+    with Load(one[0]) as load:
+        res["code"] = d.playbook("code-release", PLAYBOOK, one, app_src)
+    res["code_load"] = load.result
     after = run_cmd("docker", "exec", one[0], "readlink", "/opt/coinex_chatbot/current").stdout
     if after == before or not Path(after.strip()).name.startswith(version + "-"):
         raise BenchError(f"code release: current went {before} -> {after}, not to {version}-*")
@@ -290,6 +364,8 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
     floor, noop = (statistics.median(r["seconds"] for r in res[k]) for k in ("floors", "noops"))
     noop_changed = max(changed(r) for r in noops)
     ratio3 = [fresh3["seconds"] / fresh1["seconds"]] if fresh3 else []
+    load = res.get("code_load", {})
+    code_ok = code["seconds"] <= TARGETS["code"] and load.get("failed", 1) == 0
 
     runs = {k: ", ".join(f"{r['seconds']:.1f}" for r in res[k]) for k in ("floors", "noops")}
     compilers = "none" if no_cc else json.dumps(res["compilers"])
@@ -305,9 +381,10 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
         *[("Fresh converge, 3 hosts in one run", fresh3["seconds"], f"{ratio:.2f}",
            f"<= {TARGETS['fresh3']:.1f}x 1 host", ratio <= TARGETS["fresh3"] and no_cc,
            "ratio to the 1-host converge") for ratio in ratio3],
-        ("Code-only release (reload + health gate), 1 host", code["seconds"], "-",
-         f"<= {TARGETS['code']:.0f} s", code["seconds"] <= TARGETS["code"],
-         f"release {res['code_release']}, changed={changed(code)}"),
+        ("Code-only release under load (reload + health gate), 1 host", code["seconds"], "-",
+         f"<= {TARGETS['code']:.0f} s, 0 failed requests", code_ok,
+         f"release {res['code_release']}, changed={changed(code)}; load: "
+         f"{load.get('requests', '?')} requests, {load.get('failed', '?')} failed"),
     ]  # fmt: skip
     met = {None: "-", True: "**met**", False: "**not met**"}
     headers = ["measurement", "wall s", "ratio", "target", "met", "detail"]
@@ -315,6 +392,20 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
         dict(zip(headers, [w, f"{s:.1f}", r, t, met[ok], d], strict=True))
         for w, s, r, t, ok, d in table
     ]
+
+
+def local_rows(local: dict[str, Any]) -> list[dict[str, str]]:
+    """The local-mode row: a no-op `make deploy` against the bare playbook's no-op."""
+    make, bare = (statistics.median(local[k]) for k in ("make", "bare"))
+    ok = make / bare <= TARGETS["make"]
+    detail = f"bare `ansible-playbook deploy.yml` no-op: {bare:.1f} s (median); runs make "
+    detail += ", ".join(f"{x:.1f}" for x in local["make"]) + "; bare "
+    detail += ", ".join(f"{x:.1f}" for x in local["bare"])
+    met = "**met**" if ok else "**not met**"
+    row = ["No-op `make deploy` (local mode, this machine)", f"{make:.1f}", f"{make / bare:.2f}",
+           f"<= {TARGETS['make']:.1f}x the bare playbook", met, detail]  # fmt: skip
+    headers = ["measurement", "wall s", "ratio", "target", "met", "detail"]
+    return [dict(zip(headers, row, strict=True))]
 
 
 def section(res: dict[str, Any]) -> str:
@@ -326,6 +417,7 @@ def section(res: dict[str, Any]) -> str:
         host=res["meta"]["machine"],
         ansible=common.tool_version([str(VENV_BIN / "ansible-playbook"), "--version"]),
         tables={name: common.table(rows(run), "lrrlll") for name, run in runs.items()},
+        local=common.table(local_rows(res["local"]), "lrrlll") if res.get("local") else "",
         tasks=ROUNDTRIP_TASKS,
         trips={
             name: [statistics.median(run["roundtrips"][m]) for m in ("on", "off")]
@@ -342,6 +434,7 @@ def main(argv: list[str]) -> int:
     p.add_argument(
         "--connections", default="ssh,docker", help="measured in turn: ssh, docker or both"
     )
+    p.add_argument("--no-make", action="store_true", help="skip the local make deploy no-op")
     p.add_argument("--mitogen", type=Path, help="opt-in: directory holding ansible_mitogen")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--from-json", type=Path, help="measure nothing: the section of a --json file")
@@ -373,6 +466,11 @@ def main(argv: list[str]) -> int:
             mitogen = " (Mitogen mitogen_linear)" if args.mitogen else ""
             res["runs"][connection] = run | {"connection": d.connection + mitogen}
             shutil.rmtree(d.workdir, ignore_errors=True)
+        if not args.no_make:
+            print("local mode: no-op make deploy against the bare playbook")
+            res["local"] = make_deploy(
+                Path(tempfile.mkdtemp(prefix="coinex-bench-make-")), args.repeats
+            )
         res.update(ws=args.ws, sources=[digest, sources_digest()])
         command = " ".join([".venv/bin/python", "bench/run.py", "deploy", *argv])
         load, elapsed = [load, common.loadavg()], time.monotonic() - started

@@ -181,6 +181,21 @@ def test_check_diff_is_clean(local: LocalDeploy) -> None:
     assert run.recap()["changed"] == 0, run.output[-6000:]
 
 
+def test_a_directory_changed_by_hand_is_put_right(local: LocalDeploy) -> None:
+    """The role's directories are made in one module call (coinex_chatbot_dirs): --check reports a
+    mode changed by hand, the next run puts it back, the run after changes nothing."""
+    config = local.base / "shared/config"
+    assert oct(config.stat().st_mode & 0o777) == "0o750"
+    config.chmod(0o755)
+    check = local.deploy("--check", "--diff")
+    assert check.rc == 0 and check.recap()["changed"] == 1, check.output[-6000:]
+    assert f"{config}" in check.output and oct(config.stat().st_mode & 0o777) == "0o755"
+    run = local.deploy()
+    assert run.rc == 0 and run.recap()["changed"] == 1, run.output[-6000:]
+    assert oct(config.stat().st_mode & 0o777) == "0o750"
+    assert local.deploy().recap()["changed"] == 0
+
+
 def test_a_changed_haproxy_configuration_restarts_it(local: LocalDeploy) -> None:
     """Local mode's haproxy reads its file only when it starts: a change (here uWSGI's slots, its
     per-server maxconn) restarts it, and the next run puts it back."""
@@ -200,6 +215,9 @@ def test_a_changed_haproxy_configuration_restarts_it(local: LocalDeploy) -> None
 
 def test_code_change_is_chain_reloaded(local: LocalDeploy) -> None:
     master_before = local.supervisorctl("pid", SERVER)
+    first_release_built = (
+        (local.base / "releases" / local.releases_seen[0] / ".fingerprint").stat().st_mtime
+    )
     wsgi = local.app / "src/coinex_chatbot/wsgi.py"
     wsgi.write_text(wsgi.read_text() + "\n# release 2\n")
     run = local.deploy()
@@ -210,6 +228,22 @@ def test_code_change_is_chain_reloaded(local: LocalDeploy) -> None:
     assert master_after.stdout == master_before.stdout  # chain reload: same master, same socket
     assert "Chain-reload uWSGI" in run.output
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+    # the dependency layer was not rebuilt: one dependency venv, unchanged since the first
+    # deploy, and both releases' copies of a library are hard links to its files
+    venvs = list((local.base / "shared/venvs").iterdir())
+    assert len(venvs) == 1 and (venvs[0] / ".complete").stat().st_mtime < first_release_built, venvs
+    old, new = (
+        next((local.base / "releases" / r / "venv/lib").glob("python3.*/site-packages"))
+        for r in (local.releases_seen[0], local.current())
+    )
+    for library in ("flask/app.py", "numpy/__init__.py", "dramatiq/worker.py"):
+        assert (
+            (old / library).stat().st_ino
+            == (new / library).stat().st_ino
+            == (next(venvs[0].glob("lib/python3.*/site-packages")) / library).stat().st_ino
+        ), library
+    assert (new / "coinex_chatbot/wsgi.py").read_text().endswith("# release 2\n")
+    assert not (old / "coinex_chatbot/wsgi.py").read_text().endswith("# release 2\n")
 
 
 def test_rollback_goes_to_the_previous_release(local: LocalDeploy) -> None:

@@ -1,0 +1,118 @@
+#!/usr/bin/python
+"""Directories of the coinex_chatbot role in one module call (tasks/layout.yml).
+
+``ansible.builtin.file`` with ``state: directory`` in a loop costs a module round trip per
+directory; this makes each directory of ``dirs`` exist with its owner, group and mode in one call
+(``owner`` and ``group`` may be left out: unchanged; ``mode`` defaults to ``default_mode``).
+Check mode changes nothing and reports what would change; ``absent`` lists the directories that
+still do not exist: in check mode, the ones the run would create.
+
+Returns: changed; ``changed_dirs`` (each path that was, or would be, created or changed);
+``absent``; and a diff of the changed directories (before/after: state, owner, group, mode).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: coinex_chatbot_dirs
+short_description: Make several directories exist with their owner, group and mode, in one call
+description: Used by the coinex_chatbot role's tasks/layout.yml, not a file task per directory.
+options:
+  dirs:
+    description: The directories, each with C(path) and optional C(owner), C(group), C(mode).
+    type: list
+    elements: dict
+    required: true
+  default_mode:
+    description: The mode of a directory that gives none.
+    type: str
+    default: "0755"
+author: coinex_chatbot maintainers
+"""
+
+
+def describe(path: str) -> dict[str, str]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {"state": "absent"}
+    if not stat.S_ISDIR(st.st_mode):
+        return {"state": "not a directory"}
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {
+        "state": "directory",
+        "owner": owner,
+        "group": group,
+        "mode": f"{stat.S_IMODE(st.st_mode):04o}",
+    }
+
+
+def main() -> None:
+    spec = {
+        "dirs": {"type": "list", "elements": "dict", "required": True},
+        "default_mode": {"type": "str", "default": "0755"},
+    }
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    changed_dirs, absent, before, after = [], [], {}, {}
+    for item in module.params["dirs"]:
+        path = item.get("path")
+        if not isinstance(path, str) or not path.startswith("/"):
+            module.fail_json(msg=f"every directory needs an absolute path, got {item!r}")
+        mode = item.get("mode") or module.params["default_mode"]
+        if mode is not None and not isinstance(mode, str):
+            module.fail_json(
+                msg=f"{path}: give the mode as a quoted string such as '0750', got {mode!r}"
+            )
+        was = describe(path)
+        if was["state"] == "not a directory":
+            module.fail_json(msg=f"{path} exists and is not a directory")
+        if was["state"] == "absent":
+            absent.append(path)
+            if not module.check_mode:
+                try:
+                    os.makedirs(path, exist_ok=True)
+                except OSError as error:
+                    module.fail_json(msg=f"cannot create {path}: {error.strerror}")
+        args = module.load_file_common_arguments(
+            {"path": path, "owner": item.get("owner"), "group": item.get("group"), "mode": mode}
+        )
+        differs = was["state"] == "absent"
+        if not (module.check_mode and differs):
+            differs = module.set_fs_attributes_if_different(args, differs)
+        if differs:
+            changed_dirs.append(path)
+            now = (
+                describe(path)
+                if not module.check_mode
+                else {"state": "directory"}
+                | {
+                    k: v
+                    for k, v in item.items()
+                    if k in ("owner", "group", "mode") and v is not None
+                }
+            )
+            before[path], after[path] = was, now
+    # check mode created nothing: what is still absent is what the run would create
+    absent = [path for path in absent if not os.path.isdir(path)]
+    diff = {"before": before, "after": after} if changed_dirs else {}
+    module.exit_json(
+        changed=bool(changed_dirs), changed_dirs=changed_dirs, absent=absent, diff=diff
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Build a release's venv on the host, in one round trip (tasks/release.yml runs it with the
+target Python: ``python3 -c <this file> ...``).
+
+1. The dependency venv ``--deps`` (``<base>/shared/venvs/<lock hash>-<python>-<arch>``) holds every
+   pinned dependency of the lock, installed by pip from the wheelhouse (no index). It is built once
+   per lock; ``.complete`` is written last, and a venv without it is an unfinished one that is
+   built again. A release whose lock has not changed does not rebuild it.
+2. The release venv (``--release``/venv) is made without pip (``python -m venv --without-pip``)
+   and gets the dependency venv's site-packages as hard links (``cp -al``: no byte is copied, the
+   files share their inodes). So the release venv is complete on its own, as before: `current`'s
+   site-packages is the only path the processes need (PYTHONPATH), a chain reload imports the new
+   release's libraries, and removing a dependency venv never breaks a release. The dependency
+   venv's console scripts (uwsgi, dramatiq, pip) are written into the release's bin/ with the
+   release's python in their ``#!`` line.
+3. The app wheel goes into the release venv alone (``pip install --no-deps``, no index): pip adds
+   new files and never rewrites a linked one.
+4. ``.release.json`` (``--info``), then ``.fingerprint`` (``--fingerprint``) are written, each
+   atomically, the fingerprint last: it marks the release complete (tasks/releases.yml).
+
+Prints one JSON line: {"deps_built": bool, "deps": path, "seconds": {...}}. Exits non-zero with the
+failed step's command and output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PIP_ENV = {"PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1", "PIP_NO_CACHE_DIR": "1"}
+PIP = ["-m", "pip", "--isolated", "install", "--no-index", "--disable-pip-version-check"]
+
+
+def run(step: str, argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=os.environ | PIP_ENV)
+    if proc.returncode != 0:
+        sys.exit(f"{step} failed ({proc.returncode}): {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+
+
+def site_packages(venv: Path) -> Path:
+    return (
+        venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    )
+
+
+def build_deps(deps: Path, wheelhouse: Path, lock: Path) -> bool:
+    """The dependency venv of the lock; False when it was already complete."""
+    if (deps / ".complete").is_file():
+        return False
+    deps.parent.mkdir(parents=True, exist_ok=True)
+    if deps.exists():  # an unfinished one (no .complete)
+        shutil.rmtree(deps)
+    try:
+        run("dependency venv", [sys.executable, "-m", "venv", str(deps)])
+        python = str(deps / "bin" / "python")
+        run(
+            "dependency install",
+            [python, *PIP, "--find-links", str(wheelhouse), "--requirement", str(lock)],
+        )
+        (deps / ".complete").write_text(lock.read_text())
+    except BaseException:
+        shutil.rmtree(deps, ignore_errors=True)
+        raise
+    return True
+
+
+def build_release(deps: Path, venv: Path, app_wheel: Path) -> None:
+    if venv.exists():  # an unfinished release of an earlier run: start again
+        shutil.rmtree(venv)
+    run("release venv", [sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    run(
+        "link the dependencies",
+        ["cp", "-al", "--", f"{site_packages(deps)}/.", str(site_packages(venv))],
+    )
+    shebang = f"#!{deps}/bin/python".encode()
+    for script in sorted((deps / "bin").iterdir()):
+        target = venv / "bin" / script.name
+        if target.exists() or target.is_symlink() or not script.is_file():
+            continue
+        with script.open("rb") as f:
+            first, rest = f.readline(), f.read()
+        if not first.startswith(shebang):
+            continue
+        target.write_bytes(f"#!{venv}/bin/python".encode() + first[len(shebang) :] + rest)
+        target.chmod(0o755)
+    run(
+        "app install",
+        [
+            str(venv / "bin" / "python"),
+            *PIP,
+            "--no-deps",
+            "--no-warn-script-location",
+            str(app_wheel),
+        ],
+    )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    part.chmod(0o644)
+    part.replace(path)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--deps", type=Path, required=True, help="dependency venv of the lock")
+    p.add_argument("--release", type=Path, required=True, help="release directory")
+    p.add_argument("--wheelhouse", type=Path, required=True)
+    p.add_argument("--lock", type=Path, required=True)
+    p.add_argument("--app-wheel", type=Path, required=True)
+    p.add_argument("--info", required=True, help="JSON for .release.json")
+    p.add_argument("--fingerprint", required=True, help="content of .fingerprint")
+    args = p.parse_args()
+    started = time.monotonic()
+    deps_built = build_deps(args.deps, args.wheelhouse, args.lock)
+    deps_done = time.monotonic()
+    build_release(args.deps, args.release / "venv", args.app_wheel)
+    seconds = {
+        "deps": round(deps_done - started, 2),
+        "release": round(time.monotonic() - deps_done, 2),
+    }
+    write_atomically(
+        args.release / ".release.json",
+        json.dumps(json.loads(args.info), indent=4, sort_keys=True) + "\n",
+    )
+    write_atomically(args.release / ".fingerprint", args.fingerprint + "\n")
+    print(json.dumps({"deps_built": deps_built, "deps": str(args.deps), "seconds": seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
