@@ -11,7 +11,8 @@ target Python: ``python3 -c <this file> ...``).
    site-packages is the only path the processes need (PYTHONPATH), a chain reload imports the new
    release's libraries, and removing a dependency venv never breaks a release. The dependency
    venv's console scripts (uwsgi, dramatiq, pip) are written into the release's bin/ with the
-   release's python in their ``#!`` line.
+   release's python in their ``#!`` line (or in the ``exec`` line pip writes when the path is too
+   long for ``#!``).
 3. The app wheel goes into the release venv alone (``pip install --no-deps``, no index): pip adds
    new files and never rewrites a linked one.
 4. ``.release.json`` (``--info``), then ``.fingerprint`` (``--fingerprint``) are written, each
@@ -33,6 +34,8 @@ import time
 from pathlib import Path
 
 PIP_ENV = {"PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1", "PIP_NO_CACHE_DIR": "1"}
+# where pip puts the interpreter of a console script: its first lines
+HEAD = 1024
 PIP = ["-m", "pip", "--isolated", "install", "--no-index", "--disable-pip-version-check"]
 
 
@@ -77,16 +80,19 @@ def build_release(deps: Path, venv: Path, app_wheel: Path) -> None:
         "link the dependencies",
         ["cp", "-al", "--", f"{site_packages(deps)}/.", str(site_packages(venv))],
     )
-    shebang = f"#!{deps}/bin/python".encode()
+    # pip writes the interpreter into a script's first line (#!/path/python) or, for a path too
+    # long for a #! line, into a /bin/sh exec line: either way the dependency venv's python is in
+    # the script's head, and there it becomes the release's
+    old_python, new_python = f"{deps}/bin/python".encode(), f"{venv}/bin/python".encode()
     for script in sorted((deps / "bin").iterdir()):
         target = venv / "bin" / script.name
         if target.exists() or target.is_symlink() or not script.is_file():
             continue
-        with script.open("rb") as f:
-            first, rest = f.readline(), f.read()
-        if not first.startswith(shebang):
+        data = script.read_bytes()
+        head, rest = data[:HEAD], data[HEAD:]
+        if old_python not in head:
             continue
-        target.write_bytes(f"#!{venv}/bin/python".encode() + first[len(shebang) :] + rest)
+        target.write_bytes(head.replace(old_python, new_python) + rest)
         target.chmod(0o755)
     run(
         "app install",
