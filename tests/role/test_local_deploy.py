@@ -387,3 +387,24 @@ def test_ws_back_to_the_inventory_under_load(local: LocalDeploy, tmp_path: Path)
     tasks = local.task_processes()
     assert len(tasks) == 2 and all("RUNNING" in ln for ln in tasks), tasks
     assert_nothing_lost(figures)
+
+
+def test_a_task_restart_that_does_not_finish_fails_the_gate(local: LocalDeploy) -> None:
+    """The task processes' background drain and start given 1 s (shorter than any drain and
+    start): Ansible kills the job at its async limit, the gate fails saying so, and the previous
+    release is switched back and answers."""
+    before = local.current()
+    wsgi = local.app / "src/coinex_chatbot/wsgi.py"
+    good = wsgi.read_text()
+    wsgi.write_text(good + "\n# a release whose task restart is given 1 s\n")
+    try:
+        run = local.deploy("-e", "__coinex_chatbot_task_restart_seconds=1")
+    finally:
+        wsgi.write_text(good)
+    assert run.rc != 0
+    assert said(run, "task processes did not restart within 1 s"), run.output[-6000:]
+    assert "Switched current back to" in run.output, run.output[-6000:]
+    assert local.current() == before
+    tasks = local.task_processes()
+    assert len(tasks) == 2 and all("RUNNING" in ln for ln in tasks), tasks
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
