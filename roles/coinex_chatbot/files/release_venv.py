@@ -17,30 +17,31 @@ target Python: ``python3 -c <this file> ...``).
    new files and never rewrites a linked one.
 4. ``.release.json`` (``--info``), then ``.fingerprint`` (``--fingerprint``) are written, each
    atomically, the fingerprint last: it marks the release complete (tasks/releases.yml).
+5. The dependency venvs of other locks (the other directories next to ``--deps``) are removed: no
+   release needs one once it is built, and only the current lock's serves the next release.
 
-Prints one JSON line: {"deps_built": bool, "deps": path, "seconds": {...}}. Exits non-zero with the
-failed step's command and output.
+pip's settings (no index, no config file of the host) come from the environment the task sets
+(``__coinex_chatbot_pip_env``). Prints one JSON line: {"deps_built": bool, "deps": path,
+"removed": [paths], "seconds": {...}}. Exits non-zero with the failed step's command and output.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-PIP_ENV = {"PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1", "PIP_NO_CACHE_DIR": "1"}
 # where pip puts the interpreter of a console script: its first lines
 HEAD = 1024
 PIP = ["-m", "pip", "--isolated", "install", "--no-index", "--disable-pip-version-check"]
 
 
 def run(step: str, argv: list[str]) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, env=os.environ | PIP_ENV)
+    proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{step} failed ({proc.returncode}): {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
 
@@ -106,6 +107,16 @@ def build_release(deps: Path, venv: Path, app_wheel: Path) -> None:
     )
 
 
+def prune_other_venvs(deps: Path) -> list[str]:
+    """Remove the dependency venvs of other locks; the removed paths."""
+    removed = []
+    for other in sorted(deps.parent.iterdir()):
+        if other != deps and other.is_dir() and not other.is_symlink():
+            shutil.rmtree(other)
+            removed.append(str(other))
+    return removed
+
+
 def write_atomically(path: Path, text: str) -> None:
     part = path.with_name(path.name + ".part")
     part.write_text(text)
@@ -136,7 +147,17 @@ def main() -> int:
         json.dumps(json.loads(args.info), indent=4, sort_keys=True) + "\n",
     )
     write_atomically(args.release / ".fingerprint", args.fingerprint + "\n")
-    print(json.dumps({"deps_built": deps_built, "deps": str(args.deps), "seconds": seconds}))
+    removed = prune_other_venvs(args.deps)
+    print(
+        json.dumps(
+            {
+                "deps_built": deps_built,
+                "deps": str(args.deps),
+                "removed": removed,
+                "seconds": seconds,
+            }
+        )
+    )
     return 0
 
 
