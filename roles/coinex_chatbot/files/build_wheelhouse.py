@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -63,7 +64,24 @@ def run(cmd: list[str]) -> None:
         raise SystemExit(1)
 
 
-def build_app_wheel(pip: list[str], app_src: Path, dest: Path) -> bool:
+def build_requirements_met(requires: list[str]) -> bool:
+    """True when this interpreter already has every build requirement of the app (its
+    ``[build-system] requires``): the wheel is then built without pip's isolated build
+    environment, which would install setuptools into a temporary venv on every app change."""
+    for line in requires:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            installed = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            return False
+        if not req.specifier.contains(installed, prereleases=True):
+            return False
+    return True
+
+
+def build_app_wheel(pip: list[str], app_src: Path, dest: Path, isolated: bool) -> bool:
     if dest.is_dir() and any(dest.glob("*.whl")):
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +93,19 @@ def build_app_wheel(pip: list[str], app_src: Path, dest: Path) -> bool:
             ignore=shutil.ignore_patterns(*EXCLUDED_DIRS, "*.pyc", "*.egg-info"),
         )
         out = Path(tmp) / "out"
-        run([*pip, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(src_copy)])
+        isolation = [] if isolated else ["--no-build-isolation"]
+        run(
+            [
+                *pip,
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                *isolation,
+                "--wheel-dir",
+                str(out),
+                str(src_copy),
+            ]
+        )
         try:
             out.rename(dest)
         except OSError:
@@ -250,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     lock_hash = digest(
         [args.lock.resolve()], args.lock.resolve().parent, "\n".join(sorted(args.extra))
     )
-    changed = build_app_wheel(pip, app_src, args.cache / "app" / f"{name}-{version}-{app_hash}")
+    isolated = not build_requirements_met(pyproject["build-system"]["requires"])
+    changed = build_app_wheel(
+        pip, app_src, args.cache / "app" / f"{name}-{version}-{app_hash}", isolated
+    )
     app_wheel = sorted((args.cache / "app" / f"{name}-{version}-{app_hash}").glob("*.whl"))[0]
 
     wheelhouses: dict[str, str] = {}
