@@ -7,13 +7,23 @@ directory; this makes each directory of ``dirs`` exist with its owner, group and
 Check mode changes nothing and reports what would change; ``absent`` lists the directories that
 still do not exist: in check mode, the ones the run would create.
 
+In the same call it reports the state of the files the role manages (``report``: paths;
+``report_globs``: glob patterns, e.g. log files), so that later tasks run only where a file differs
+from what the run would write (filter ``coinex_chatbot_in_place``), not a stat round trip each.
+A report is taken before anything else of the run changes a file: it is for the deploy's first
+pass over each file, not for a file the run has already written.
+
 Returns: changed; ``changed_dirs`` (each path that was, or would be, created or changed);
-``absent``; and a diff of the changed directories (before/after: state, owner, group, mode).
+``absent``; a diff of the changed directories (before/after: state, owner, group, mode); and
+``files``: path -> {state: absent | file | directory | link | other, owner, group, mode, sha1 (a
+regular file), target (a link)} for each reported path and each glob match.
 """
 
 from __future__ import annotations
 
+import glob
 import grp
+import hashlib
 import os
 import pwd
 import stat
@@ -34,6 +44,16 @@ options:
     description: The mode of a directory that gives none.
     type: str
     default: "0755"
+  report:
+    description: Paths whose state (and a regular file's sha1) is returned in C(files). Read only.
+    type: list
+    elements: str
+    default: []
+  report_globs:
+    description: Glob patterns whose matches are returned in C(files) like C(report). Read only.
+    type: list
+    elements: str
+    default: []
 author: coinex_chatbot maintainers
 """
 
@@ -45,14 +65,7 @@ def describe(path: str) -> dict[str, str]:
         return {"state": "absent"}
     if not stat.S_ISDIR(st.st_mode):
         return {"state": "not a directory"}
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
+    owner, group = names(st)
     return {
         "state": "directory",
         "owner": owner,
@@ -61,10 +74,48 @@ def describe(path: str) -> dict[str, str]:
     }
 
 
+def names(st: os.stat_result) -> tuple[str, str]:
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return owner, group
+
+
+def report(path: str) -> dict[str, str]:
+    """The state of one path, not following a link; a regular file's sha1 (as Ansible's stat)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return {"state": "absent"}
+    owner, group = names(st)
+    found = {"owner": owner, "group": group, "mode": f"{stat.S_IMODE(st.st_mode):04o}"}
+    if stat.S_ISLNK(st.st_mode):
+        return found | {"state": "link", "target": os.readlink(path)}
+    if stat.S_ISDIR(st.st_mode):
+        return found | {"state": "directory"}
+    if not stat.S_ISREG(st.st_mode):
+        return found | {"state": "other"}
+    sha1 = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 16), b""):
+                sha1.update(block)
+    except OSError:  # not readable by this user: the file task finds out
+        return found | {"state": "file", "sha1": ""}
+    return found | {"state": "file", "sha1": sha1.hexdigest()}
+
+
 def main() -> None:
     spec = {
         "dirs": {"type": "list", "elements": "dict", "required": True},
         "default_mode": {"type": "str", "default": "0755"},
+        "report": {"type": "list", "elements": "str", "default": []},
+        "report_globs": {"type": "list", "elements": "str", "default": []},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     changed_dirs, absent, before, after = [], [], {}, {}
@@ -109,8 +160,16 @@ def main() -> None:
     # check mode created nothing: what is still absent is what the run would create
     absent = [path for path in absent if not os.path.isdir(path)]
     diff = {"before": before, "after": after} if changed_dirs else {}
+    reported = list(module.params["report"])
+    for pattern in module.params["report_globs"]:
+        reported.extend(sorted(glob.glob(pattern)))
+    files = {path: report(path) for path in reported}
     module.exit_json(
-        changed=bool(changed_dirs), changed_dirs=changed_dirs, absent=absent, diff=diff
+        changed=bool(changed_dirs),
+        changed_dirs=changed_dirs,
+        absent=absent,
+        diff=diff,
+        files=files,
     )
 
 

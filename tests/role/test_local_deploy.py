@@ -181,6 +181,57 @@ def test_check_diff_is_clean(local: LocalDeploy) -> None:
     assert run.recap()["changed"] == 0, run.output[-6000:]
 
 
+def test_a_no_op_run_writes_no_file(local: LocalDeploy) -> None:
+    """A no-op run compares the managed files with the Directories task's report (one round trip)
+    and skips every task that would write one: the configuration files, the local Redis settings,
+    the `current` link and the deployed-state record; nor does it ask the app to check settings it
+    already accepted."""
+    run = local.deploy()
+    assert run.rc == 0 and run.recap()["changed"] == 0, run.output[-6000:]
+
+    def results(task: str) -> list[str]:
+        block = run.output.split(f"TASK [coinex_chatbot : {task}", 1)[1].split("TASK [", 1)[0]
+        return [ln for ln in block.splitlines() if re.match(r"(ok|changed|skipping): ", ln)]
+
+    plain = results("Configuration files without secrets")
+    for path in ("shared/config/uwsgi.ini", "local_supervisord.conf", "shared/config/haproxy.cfg"):
+        assert f"skipping: [localhost] => (item={local.base / path}) " in plain, (path, plain)
+    secret = results("Configuration files holding the app's secrets")
+    assert secret.count("skipping: [localhost] => (item=(censored due to no_log)) ") == 2, secret
+    for task in ("The local redis-server's own settings holding the password",
+                 "Point current at", "Record what is deployed on the host",
+                 "Check the app's settings with the new release's validator"):  # fmt: skip
+        assert results(task) == ["skipping: [localhost]"], (task, results(task))
+
+
+def test_drift_is_reported_by_check_and_put_right(local: LocalDeploy) -> None:
+    """A hand-edited uwsgi.ini and a task process stopped by hand: --check reports both and
+    changes neither; the next run rewrites the file, restarts the server (standby on the port)
+    and starts the stopped process; the run after changes nothing."""
+    ini = local.base / "shared/config/uwsgi.ini"
+    good = ini.read_text()
+    ini.write_text(good.replace("\n", "\n# edited by hand\n", 1))
+    stopped = "coinex_customer_chatbot:coinex_customer_chatbot_task_01"
+    assert ": stopped" in local.supervisorctl("stop", stopped).stdout
+    check = local.deploy("--check", "--diff")
+    assert check.rc == 0 and check.recap()["changed"] == 1, check.output[-6000:]
+    assert "# edited by hand" in check.output  # the diff
+    restarts = "would restart: coinex_customer_chatbot_server (uwsgi.ini changed)"
+    assert said(check, restarts), check.output[-6000:]
+    assert said(check, f"Stopped programs are started: {stopped}."), check.output[-6000:]
+    assert "# edited by hand" in ini.read_text()
+    assert "STOPPED" in local.supervisorctl("status", stopped).stdout
+    run = local.deploy()
+    assert run.rc == 0, run.output[-6000:]
+    assert said(run, f"Stopped programs are started: {stopped}."), run.output[-6000:]
+    assert ini.read_text() == good
+    tasks = local.task_processes()
+    assert len(tasks) == 2 and all("RUNNING" in ln for ln in tasks), tasks
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+    again = local.deploy()
+    assert again.rc == 0 and again.recap()["changed"] == 0, again.output[-6000:]
+
+
 def test_a_directory_changed_by_hand_is_put_right(local: LocalDeploy) -> None:
     """The role's directories are made in one module call (coinex_chatbot_dirs): --check reports a
     mode changed by hand, the next run puts it back, the run after changes nothing."""

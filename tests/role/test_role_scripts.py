@@ -1,8 +1,10 @@
-"""The role's controller and host scripts (roles/coinex_chatbot/files), function by function on
-real directories and this interpreter's real packages; the local deploy runs them whole."""
+"""The role's controller and host scripts (roles/coinex_chatbot/files) and its filters, function
+by function on real directories and this interpreter's real packages; the local deploy runs them
+whole."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import tomllib
@@ -15,7 +17,8 @@ FILES = ROOT / "roles" / "coinex_chatbot" / "files"
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"role_{name}", FILES / f"{name}.py")
+    """files/NAME.py, or another file of the role by a path relative to files/."""
+    spec = importlib.util.spec_from_file_location(f"role_{Path(name).name}", FILES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -49,3 +52,52 @@ def test_a_release_removes_the_dependency_venvs_of_other_locks(tmp_path: Path) -
     assert sorted(p.name for p in venvs.iterdir()) == ["bbbb-py3.11.2-x86_64", "notes.txt"]
     assert (current / ".complete").read_text() == "lock\n"
     assert prune(current) == []
+
+
+def test_a_file_is_in_place_only_when_content_mode_owner_and_group_all_match() -> None:
+    state = load("../filter_plugins/coinex_chatbot_state")
+    in_place = state.coinex_chatbot_in_place
+    text = "[uwsgi]\nprocesses = 2\n"
+    sha1 = hashlib.sha1(text.encode()).hexdigest()
+    found = {"state": "file", "sha1": sha1, "mode": "0640", "owner": "root", "group": "chatbot"}
+    files = {"/etc/x.ini": found}
+    assert in_place(files, "/etc/x.ini", text, "0640", "root", "chatbot")
+    assert in_place(files, "/etc/x.ini", text)  # what is not given is not compared
+    assert in_place(files, "/etc/x.ini", mode="640")
+    assert not in_place(files, "/etc/x.ini", text + "# edited\n")
+    assert not in_place(files, "/etc/x.ini", text, "0644")
+    assert not in_place(files, "/etc/x.ini", text, owner="chatbot")
+    assert not in_place(files, "/etc/x.ini", text, group="root")
+    assert not in_place(files, "/etc/other.ini", text)  # not reported: the task runs
+    assert not in_place({"/etc/x.ini": found | {"sha1": ""}}, "/etc/x.ini", text)  # unreadable
+    assert not in_place({"/etc/x.ini": {"state": "link", "target": "/a"}}, "/etc/x.ini")
+    assert not in_place(None, "/etc/x.ini", text)
+
+
+def test_the_report_lists_releases_and_log_files_like_find() -> None:
+    state = load("../filter_plugins/coinex_chatbot_state")
+    reported = {
+        "/b/releases/1.0-a": {"state": "directory"},
+        "/b/releases/1.0-a/.fingerprint": {"state": "file", "sha1": "f1", "mode": "0644"},
+        "/b/releases/1.0-b": {"state": "directory"},
+        "/b/releases/1.0-b/.failed_gate": {"state": "file", "sha1": "f2", "mode": "0644"},
+        "/b/releases/1.0-b/lock.txt": {"state": "file", "sha1": "f3"},
+        "/b/releases/notes": {"state": "absent"},
+        "/b/current": {"state": "link", "target": "/b/releases/1.0-a"},
+        "/b/logs/coinex_customer_chatbot_task_00.log": {"state": "file", "mode": "0644"},
+        "/b/logs/supervisord.log.1": {"state": "file", "mode": "0640"},
+        "/b/logs/other.log": {"state": "file", "mode": "0644"},
+    }
+    assert state.coinex_chatbot_release_files(reported, "/b/releases/") == [
+        {"path": "/b/releases/1.0-a", "isdir": True, "checksum": ""},
+        {"path": "/b/releases/1.0-a/.fingerprint", "isdir": False, "checksum": "f1"},
+        {"path": "/b/releases/1.0-b", "isdir": True, "checksum": ""},
+        {"path": "/b/releases/1.0-b/.failed_gate", "isdir": False, "checksum": "f2"},
+    ]
+    logs = state.coinex_chatbot_reported_files(
+        reported, ["/b/logs/coinex_customer_chatbot*.log*", "/b/logs/supervisord.log*"]
+    )
+    assert [(f["path"], f["mode"]) for f in logs] == [
+        ("/b/logs/coinex_customer_chatbot_task_00.log", "0644"),
+        ("/b/logs/supervisord.log.1", "0640"),
+    ]

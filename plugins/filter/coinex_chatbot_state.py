@@ -1,0 +1,1 @@
+../../roles/coinex_chatbot/filter_plugins/coinex_chatbot_state.py
