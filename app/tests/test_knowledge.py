@@ -562,10 +562,15 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.xfail(
     strict=True,
     reason="issue 16 targets not reached yet: answered right on blind.json en 0.692 / zh 0.795, "
-    "on blind_v2.json en 0.569 / zh 0.750, on blind_v3.json en 0.597 / zh 0.764 (target 0.85); "
-    "answered wrong on blind_v2.json en 0.056 (target 0.05); every off-topic question escalated",
+    "on blind_v2.json en 0.569 / zh 0.750, on blind_v3.json en 0.611 / zh 0.764, on blind_v4.json "
+    "en 0.708 / zh 0.917 (target 0.85); answered wrong on blind_v2.json en 0.056 (target 0.05); "
+    "blind_v4.json: 5 of 36 English off-topic questions answered (every other set: all escalated)",
 )
-@pytest.mark.parametrize("data", [BLIND, BLIND_V2, BLIND_V3], ids=["blind", "blind_v2", "blind_v3"])
+@pytest.mark.parametrize(
+    "data",
+    [BLIND, BLIND_V2, BLIND_V3, BLIND_V4],
+    ids=["blind", "blind_v2", "blind_v3", "blind_v4"],
+)
 def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
     for lang in ("en", "zh"):
         figures, escalated, n_off = _blind(kb, lang, data)
@@ -630,6 +635,39 @@ def test_blind_v3_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str])
         for name, floor in BLIND_V3_FLOOR[lang].items():
             assert figures[name] >= floor, (lang, name, figures[name])
         assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
+
+
+# Blind set v4: written before the seventh round's work, scored once when that work was committed
+# (docs/answers.md); floors at what that scoring measured (one question fewer answered right, one
+# more answered wrong or one more off-topic question answered fails). Five English off-topic
+# questions were answered when it was scored (about other companies' accounts, cards and wallets, an
+# airdrop, a price prediction): recorded here, not tuned on.
+BLIND_V4_FLOOR = {
+    "en": {"answered right": 0.70, "top-1": 0.91},  # 51 and 66 of 72
+    "zh": {"answered right": 0.91, "top-1": 0.95},  # 66 and 69 of 72
+}
+BLIND_V4_MAX_WRONG = {"en": 0.014, "zh": 0.028}  # 1 and 2 of 72 when scored
+BLIND_V4_OFF_TOPIC_ESCALATED = {"en": 31, "zh": 36}  # of 36 each when scored
+
+
+def test_blind_v4_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["blind set v4 (blind_v4.json; written before tuning, nothing is fitted on it):"]
+    measured = {}
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = measured[lang] = _blind(kb, lang, BLIND_V4)
+        n = sum(q["lang"] == lang for q in BLIND_V4["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for lang, (figures, escalated, n_off) in measured.items():
+        assert figures["answered wrong"] <= BLIND_V4_MAX_WRONG[lang], (lang, figures)
+        for name, floor in BLIND_V4_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated >= BLIND_V4_OFF_TOPIC_ESCALATED[lang], (lang, escalated, n_off)
+        assert n_off == 36, (lang, n_off)
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
