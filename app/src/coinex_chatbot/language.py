@@ -110,19 +110,20 @@ _EN_PHRASES = (
         r"((?:\s+[\w.]+){0,3}?)\s+in\b(?=\s*(?:$|[,.!?]|to\b|as\b|from\b|and\b|but\b))",
         r"deposit\1",
     ),
-    # "move my usdt from binance to coinex", "send eth here" -> deposit; "get my coins off
-    # coinex", "transfer btc from coinex to my wallet" -> withdraw
-    (
-        r"\b(?:send|sent|sending|move|moved|moving|transfer|transferred|transferring|bring"
-        r"|brought|get|got|getting)\b((?:\s+[\w.']+){0,5}?)\s+(?:(?:in)?to\s+(?:my\s+)?coinex"
-        r"|(?:over\s+)?here)\b(?!\s+(?:user|users|account\s+of))",
-        r"deposit\1",
-    ),
+    # "get my coins off coinex", "transfer btc from coinex to my wallet", "get my usdt out of
+    # here" -> withdraw (first: "out of here" is no "here" of a deposit); "move my usdt from
+    # binance to coinex", "send eth here" -> deposit
     (
         r"\b(?:send|sent|sending|move|moved|moving|transfer|transferred|transferring|get|got"
         r"|getting|take|took|taking|pull|pulled)\b((?:\s+[\w.']+){0,3}?)\s+(?:off|out\s+of"
         r"|from)\s+(?:the\s+)?(?:coinex|exchange|here|platform)\b",
         r"withdraw\1",
+    ),
+    (
+        r"\b(?:send|sent|sending|move|moved|moving|transfer|transferred|transferring|bring"
+        r"|brought|get|got|getting)\b((?:\s+[\w.']+){0,5}?)\s+(?:(?:in)?to\s+(?:my\s+)?coinex"
+        r"|(?:over\s+)?here)\b(?!\s+(?:user|users|account\s+of))",
+        r"deposit\1",
     ),
     # "send my btc to my ledger" -> withdraw; "bring usdt over from okx" -> deposit
     (
