@@ -16,7 +16,8 @@ pass over each file, not for a file the run has already written.
 Returns: changed; ``changed_dirs`` (each path that was, or would be, created or changed);
 ``absent``; a diff of the changed directories (before/after: state, owner, group, mode); and
 ``files``: path -> {state: absent | file | directory | link | other, owner, group, mode, sha1 (a
-regular file), target (a link)} for each reported path and each glob match.
+regular file), target (a link)} for each reported path and each glob match; ``contents``: path ->
+text (None when absent) of each ``read`` file.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+
+MAX_READ = 64 * 1024
 
 DOCUMENTATION = r"""
 module: coinex_chatbot_dirs
@@ -51,6 +54,13 @@ options:
     default: []
   report_globs:
     description: Glob patterns whose matches are returned in C(files) like C(report). Read only.
+    type: list
+    elements: str
+    default: []
+  read:
+    description: >-
+      Small text files (up to 64 KiB, no secrets: the result is shown with -v) whose content is
+      returned in C(contents). Read only.
     type: list
     elements: str
     default: []
@@ -110,12 +120,28 @@ def report(path: str) -> dict[str, str]:
     return found | {"state": "file", "sha1": sha1.hexdigest()}
 
 
+def read_text(path: str) -> str | None:
+    """A small text file's content; None when it is absent, unreadable, large or not text."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_READ + 1)
+    except OSError:
+        return None
+    if len(data) > MAX_READ:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def main() -> None:
     spec = {
         "dirs": {"type": "list", "elements": "dict", "required": True},
         "default_mode": {"type": "str", "default": "0755"},
         "report": {"type": "list", "elements": "str", "default": []},
         "report_globs": {"type": "list", "elements": "str", "default": []},
+        "read": {"type": "list", "elements": "str", "default": []},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     changed_dirs, absent, before, after = [], [], {}, {}
@@ -164,12 +190,14 @@ def main() -> None:
     for pattern in module.params["report_globs"]:
         reported.extend(sorted(glob.glob(pattern)))
     files = {path: report(path) for path in reported}
+    contents = {path: read_text(path) for path in module.params["read"]}
     module.exit_json(
         changed=bool(changed_dirs),
         changed_dirs=changed_dirs,
         absent=absent,
         diff=diff,
         files=files,
+        contents=contents,
     )
 
 
