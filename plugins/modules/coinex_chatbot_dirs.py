@@ -18,6 +18,12 @@ Returns: changed; ``changed_dirs`` (each path that was, or would be, created or 
 ``files``: path -> {state: absent | file | directory | link | other, owner, group, mode, sha1 (a
 regular file), target (a link)} for each reported path and each glob match; ``contents``: path ->
 text (None when absent) of each ``read`` file.
+With ``dirs`` empty it changes nothing: the role's first round trip to a host (tasks/probe.yml). It
+also answers, read only: ``packages`` (dpkg: installed or not), ``accounts`` (users: group,
+home, shell; groups: exist), ``units`` (systemd: UnitFileState and ActiveState), ``ini`` (values of
+options in ini files, None when absent; a section's presence), ``blocks`` (by name, the sha1 of
+the text between a blockinfile-style pair of markers, None without them) and ``python`` (version,
+machine and the jemalloc library found for that interpreter, or None), returned under those names.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import hashlib
 import os
 import pwd
 import stat
+import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -64,6 +71,42 @@ options:
     type: list
     elements: str
     default: []
+  packages:
+    description: Debian packages whose installed state is returned in C(packages) (name -> bool).
+    type: list
+    elements: str
+    default: []
+  accounts:
+    description: >-
+      C(users) (names) and C(groups) (names); returned in C(accounts) as users: name -> {group,
+      home, shell} or None, groups: name -> bool.
+    type: dict
+    default: {}
+  units:
+    description: systemd units whose UnitFileState and ActiveState are returned in C(units).
+    type: list
+    elements: str
+    default: []
+  ini:
+    description: >-
+      Each C(path), C(section) and optional C(option): the option's value (None when absent), or
+      without an option whether the section exists; returned in C(ini) in the same order.
+    type: list
+    elements: dict
+    default: []
+  blocks:
+    description: >-
+      Each C(path), C(marker) (with C({mark}) as blockinfile) and optional C(name) (default: the
+      path): sha1 of the lines between the BEGIN and END markers joined by newlines (None without
+      both markers), in C(blocks) under its name.
+    type: list
+    elements: dict
+    default: []
+  python:
+    description: >-
+      An interpreter: its version, machine and libjemalloc.so.2 under /usr/lib or /usr/lib64, in
+      C(python) as a list of words (None when it cannot run).
+    type: str
 author: coinex_chatbot maintainers
 """
 
@@ -135,6 +178,113 @@ def read_text(path: str) -> str | None:
         return None
 
 
+PYTHON_PROBE = (
+    "import glob, platform; libs = sorted(p for d in ('/usr/lib', '/usr/lib64') for p in "
+    "glob.glob(d + '/libjemalloc.so.2') + glob.glob(d + '/*/libjemalloc.so.2')); "
+    "print(platform.python_version(), platform.machine(), *libs[:1])"
+)
+
+
+def run(argv: list[str]) -> str | None:
+    """stdout of a command; None when it cannot run or fails."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def packages(names: list[str]) -> dict[str, bool]:
+    """name -> installed (dpkg's "ii"); dpkg-query exits 1 when it knows one of them not at all."""
+    found = dict.fromkeys(names, False)
+    if not names:
+        return found
+    try:
+        out = subprocess.run(
+            ["dpkg-query", "--show", "--showformat=${Package} ${db:Status-Abbrev}\\n", *names],
+            capture_output=True, text=True, timeout=30, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return found
+    for line in out.splitlines():
+        name, _, status = line.partition(" ")
+        if name in found and status.startswith("ii"):
+            found[name] = True
+    return found
+
+
+def accounts(spec: dict) -> dict[str, dict]:
+    users: dict[str, dict | None] = {}
+    for name in spec.get("users") or []:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            users[name] = None
+            continue
+        try:
+            group = grp.getgrgid(entry.pw_gid).gr_name
+        except KeyError:
+            group = str(entry.pw_gid)
+        users[name] = {"group": group, "home": entry.pw_dir, "shell": entry.pw_shell}
+    groups = {}
+    for name in spec.get("groups") or []:
+        try:
+            grp.getgrnam(name)
+            groups[name] = True
+        except KeyError:
+            groups[name] = False
+    return {"users": users, "groups": groups}
+
+
+def units(names: list[str]) -> dict[str, dict[str, str] | None]:
+    found: dict[str, dict[str, str] | None] = {}
+    for name in names:
+        out = run(["systemctl", "show", "--property=UnitFileState,ActiveState", "--", name])
+        if out is None:
+            found[name] = None
+            continue
+        props = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+        found[name] = {
+            "enabled": props.get("UnitFileState", ""),
+            "active": props.get("ActiveState", ""),
+        }
+    return found
+
+
+def ini_value(path: str, section: str, option: str | None) -> str | bool | None:
+    """As community.general.ini_file reads it: [section] headers, option = value lines."""
+    text = read_text(path)
+    lines = text.splitlines() if text is not None else []
+    current, present, value = None, False, None
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped[1:-1].strip()
+            present = present or current == section
+            continue
+        if current != section or option is None or stripped.startswith(("#", ";")):
+            continue
+        key, sep, val = stripped.partition("=")
+        if sep and key.strip() == option:
+            value = val.strip()
+    return present if option is None else value
+
+
+def block_sha1(path: str, marker: str) -> str | None:
+    try:  # the whole file (Debian's redis.conf is over 100 KiB)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    begin, end = marker.replace("{mark}", "BEGIN"), marker.replace("{mark}", "END")
+    try:
+        first = lines.index(begin)
+        last = lines.index(end, first + 1)
+    except ValueError:
+        return None
+    return hashlib.sha1("\n".join(lines[first + 1 : last]).encode()).hexdigest()
+
+
 def main() -> None:
     spec = {
         "dirs": {"type": "list", "elements": "dict", "required": True},
@@ -142,6 +292,12 @@ def main() -> None:
         "report": {"type": "list", "elements": "str", "default": []},
         "report_globs": {"type": "list", "elements": "str", "default": []},
         "read": {"type": "list", "elements": "str", "default": []},
+        "packages": {"type": "list", "elements": "str", "default": []},
+        "accounts": {"type": "dict", "default": {}},
+        "units": {"type": "list", "elements": "str", "default": []},
+        "ini": {"type": "list", "elements": "dict", "default": []},
+        "blocks": {"type": "list", "elements": "dict", "default": []},
+        "python": {"type": "str"},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     changed_dirs, absent, before, after = [], [], {}, {}
@@ -191,7 +347,17 @@ def main() -> None:
         reported.extend(sorted(glob.glob(pattern)))
     files = {path: report(path) for path in reported}
     contents = {path: read_text(path) for path in module.params["read"]}
+    params = module.params
+    python = run([params["python"], "-c", PYTHON_PROBE]) if params["python"] else None
     module.exit_json(
+        packages=packages(params["packages"]),
+        accounts=accounts(params["accounts"]),
+        units=units(params["units"]),
+        ini=[ini_value(i["path"], i["section"], i.get("option")) for i in params["ini"]],
+        blocks={
+            b.get("name") or b["path"]: block_sha1(b["path"], b["marker"]) for b in params["blocks"]
+        },
+        python=python.split() if python is not None else None,
         changed=bool(changed_dirs),
         changed_dirs=changed_dirs,
         absent=absent,

@@ -11,6 +11,8 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
+import yaml
+
 from playbook_runner import ROOT
 
 FILES = ROOT / "roles" / "coinex_chatbot" / "files"
@@ -101,3 +103,69 @@ def test_the_report_lists_releases_and_log_files_like_find() -> None:
         ("/b/logs/coinex_customer_chatbot_task_00.log", "0644"),
         ("/b/logs/supervisord.log.1", "0640"),
     ]
+
+
+def test_directories_are_in_place_only_with_their_owner_group_and_mode() -> None:
+    in_place = load("../filter_plugins/coinex_chatbot_state").coinex_chatbot_dirs_in_place
+    found = {"state": "directory", "owner": "root", "group": "chatbot", "mode": "0750"}
+    files = {"/b/config": found, "/b": found | {"group": "root", "mode": "0755"}}
+    config = {"path": "/b/config", "owner": "root", "group": "chatbot", "mode": "0750"}
+    assert in_place(files, [config, {"path": "/b", "owner": "root", "group": "root"}])
+    assert in_place(files, [config | {"owner": None, "group": None}])  # local mode: not compared
+    assert not in_place(files, [config | {"mode": "0755"}])
+    assert not in_place(files, [config | {"group": "root"}])
+    assert not in_place(files, [{"path": "/b/config"}])  # default mode 0755
+    assert not in_place(files, [config, {"path": "/b/run"}])  # not reported: the task runs
+    assert not in_place({"/b/config": {"state": "file"}}, [config])
+    assert in_place(files, [])
+
+
+def test_the_probe_reads_packages_ini_blocks_accounts_and_python(tmp_path: Path) -> None:
+    """The probe's read-only answers (plugins/modules/coinex_chatbot_dirs.py), against real files,
+    this machine's dpkg, accounts and Python."""
+    probe = load("../../../plugins/modules/coinex_chatbot_dirs")
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(
+        "[unix_http_server]\nfile=/run/s.sock\n; chmod=0777\nchmod = 0700\n\n[supervisord]\n"
+    )
+    assert probe.ini_value(str(conf), "unix_http_server", "chmod") == "0700"
+    assert probe.ini_value(str(conf), "supervisord", "chmod") is None
+    assert probe.ini_value(str(conf), "inet_http_server", None) is False
+    assert probe.ini_value(str(conf), "supervisord", None) is True
+    assert probe.ini_value(str(tmp_path / "absent.conf"), "supervisord", None) is False
+    marker = "# {mark} coinex_chatbot (managed by Ansible)"
+    redis = tmp_path / "redis.conf"
+    body = ["x" * 100] * 1000  # larger than the 64 KiB of `read`
+    block = "port 6379\nmaxmemory-policy noeviction"
+    begin, end = marker.replace("{mark}", "BEGIN"), marker.replace("{mark}", "END")
+    redis.write_text("\n".join([*body, begin, block, end, "# after"]) + "\n")
+    assert probe.block_sha1(str(redis), marker) == hashlib.sha1(block.encode()).hexdigest()
+    redis.write_text("\n".join([*body, begin, block]) + "\n")
+    assert probe.block_sha1(str(redis), marker) is None
+    found = probe.packages(["dpkg", "no-such-package-coinex"])
+    assert found == {"dpkg": True, "no-such-package-coinex": False}
+    accounts = probe.accounts(
+        {"users": ["root", "no-such-user-coinex"], "groups": ["root", "nog-coinex"]}
+    )
+    assert (
+        accounts["users"]["root"]["home"] == "/root"
+        and accounts["users"]["no-such-user-coinex"] is None
+    )
+    assert accounts["groups"] == {"root": True, "nog-coinex": False}
+    words = probe.run([sys.executable, "-c", probe.PYTHON_PROBE]).split()
+    assert words[0] == ".".join(map(str, sys.version_info[:3])) and len(words) in (2, 3)
+    assert probe.run(["/no/such/python", "-c", "1"]) is None
+
+
+def test_the_chatbot_probe_asks_what_the_redis_role_would() -> None:
+    """The coinex_chatbot role's probe asks, for its own Redis, what coinex_chatbot_redis would ask
+    itself (the answers are passed on as coinex_chatbot_redis_host_state)."""
+    roles = ROOT / "roles"
+    chatbot = yaml.safe_load((roles / "coinex_chatbot/vars/production.yml").read_text())
+    redis_vars = yaml.safe_load((roles / "coinex_chatbot_redis/vars/main.yml").read_text())
+    redis = yaml.safe_dump(redis_vars["__coinex_chatbot_redis_probe_args"])
+    for name in ("__coinex_chatbot_redis_conf", "__coinex_chatbot_redis_marker"):
+        redis = redis.replace("{{ " + name + " }}", redis_vars[name])
+    asks = yaml.safe_load(redis)
+    assert asks.pop("packages") == "{{ __coinex_chatbot_redis_packages }}"
+    assert chatbot["__coinex_chatbot_redis_asks_own"] == asks

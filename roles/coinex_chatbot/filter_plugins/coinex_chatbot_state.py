@@ -1,8 +1,8 @@
-"""The Directories task's report (coinex.chatbot.coinex_chatbot_dirs, tasks/layout.yml), read.
+"""The probe's report (coinex.chatbot.coinex_chatbot_dirs, tasks/probe.yml), read.
 
 Is a managed file already as the run would write it? `files | coinex_chatbot_in_place(path,
-content=..., mode=..., owner=..., group=...)`, where `files` is the report of the Directories task
-(coinex.chatbot.coinex_chatbot_dirs, tasks/layout.yml: state, owner, group, mode and sha1 of each
+content=..., mode=..., owner=..., group=...)`, where `files` is the probe's report
+(coinex.chatbot.coinex_chatbot_dirs, tasks/probe.yml: state, owner, group, mode and sha1 of each
 file, taken before the run changed anything). True only when the path is a regular file whose
 content (sha1 of the UTF-8 text, as the template and copy modules write it), mode, owner and group
 are the ones given (an argument left out is not compared). A path the report does not hold, or an
@@ -36,6 +36,26 @@ def coinex_chatbot_in_place(
     if owner is not None and owner != found.get("owner"):
         return False
     return group is None or group == found.get("group")
+
+
+def coinex_chatbot_dirs_in_place(
+    files: Mapping[str, Mapping[str, Any]] | None,
+    dirs: list[Mapping[str, Any]],
+    default_mode: str = "0755",
+) -> bool:
+    """`files | coinex_chatbot_dirs_in_place(dirs)`: every directory of `dirs` ({path, owner,
+    group, mode}, as coinex.chatbot.coinex_chatbot_dirs takes them) is in the report as a directory
+    with that owner and group (when given) and mode (default_mode when not given)."""
+    for item in dirs:
+        found = (files or {}).get(item["path"])
+        if not found or found.get("state") != "directory":
+            return False
+        mode = item.get("mode") or default_mode
+        if int(str(mode), 8) != int(str(found.get("mode")), 8):
+            return False
+        if any(item.get(k) is not None and item[k] != found.get(k) for k in ("owner", "group")):
+            return False
+    return True
 
 
 def coinex_chatbot_release_files(
@@ -73,6 +93,7 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "coinex_chatbot_in_place": coinex_chatbot_in_place,
+            "coinex_chatbot_dirs_in_place": coinex_chatbot_dirs_in_place,
             "coinex_chatbot_release_files": coinex_chatbot_release_files,
             "coinex_chatbot_reported_files": coinex_chatbot_reported_files,
         }
