@@ -23,7 +23,8 @@ also answers, read only: ``packages`` (dpkg: installed or not), ``accounts`` (us
 home, shell; groups: exist), ``units`` (systemd: UnitFileState and ActiveState), ``ini`` (values of
 options in ini files, None when absent; a section's presence), ``blocks`` (by name, the sha1 of
 the text between a blockinfile-style pair of markers, None without them) and ``python`` (version,
-machine and the jemalloc library found for that interpreter, or None), returned under those names.
+machine and the jemalloc library found for that interpreter, or None) and ``commands`` (read-only
+commands' exit codes and output), returned under those names.
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ options:
     type: list
     elements: dict
     default: []
+  commands:
+    description: >-
+      Read-only commands to run (name -> argv), e.g. asking a service what it runs; their exit code
+      and output in C(commands) (name -> {rc, stdout}; rc 127 when the program is not there).
+    type: dict
+    default: {}
   python:
     description: >-
       An interpreter: its version, machine and libjemalloc.so.2 under /usr/lib or /usr/lib64, in
@@ -192,6 +199,16 @@ def run(argv: list[str]) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None
+
+
+def command(argv: list[str]) -> dict[str, int | str]:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    except OSError as error:
+        return {"rc": 127, "stdout": "", "stderr": str(error)}
+    except subprocess.TimeoutExpired:
+        return {"rc": 124, "stdout": "", "stderr": "timed out after 60 s"}
+    return {"rc": out.returncode, "stdout": out.stdout, "stderr": out.stderr[-2000:]}
 
 
 def packages(names: list[str]) -> dict[str, bool]:
@@ -297,6 +314,7 @@ def main() -> None:
         "units": {"type": "list", "elements": "str", "default": []},
         "ini": {"type": "list", "elements": "dict", "default": []},
         "blocks": {"type": "list", "elements": "dict", "default": []},
+        "commands": {"type": "dict", "default": {}},
         "python": {"type": "str"},
     }
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
@@ -358,6 +376,9 @@ def main() -> None:
             b.get("name") or b["path"]: block_sha1(b["path"], b["marker"]) for b in params["blocks"]
         },
         python=python.split() if python is not None else None,
+        commands={
+            name: command([str(a) for a in argv]) for name, argv in params["commands"].items()
+        },
         changed=bool(changed_dirs),
         changed_dirs=changed_dirs,
         absent=absent,
