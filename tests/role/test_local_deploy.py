@@ -182,11 +182,11 @@ def test_check_diff_is_clean(local: LocalDeploy) -> None:
 
 
 def test_a_no_op_run_writes_no_file(local: LocalDeploy) -> None:
-    """A no-op run compares the managed files with the Directories task's report (one round trip)
-    and skips every task that would write one: the configuration files, the local Redis settings,
-    the `current` link and the deployed-state record, the tools venv; it lists the releases and
-    reads the record from the same report, and does not ask the app to check settings it already
-    accepted."""
+    """A no-op run compares the managed files and directories with the probe's report (one round
+    trip) and skips every task that would write one: the configuration files, the local Redis
+    settings, the `current` link and the deployed-state record, the tools venv, the directories;
+    it lists the releases, reads the record, the target Python and supervisord's state from the
+    same round trip, and does not ask the app to check settings it already accepted."""
     run = local.deploy()
     assert run.rc == 0 and run.recap()["changed"] == 0, run.output[-6000:]
 
@@ -204,7 +204,9 @@ def test_a_no_op_run_writes_no_file(local: LocalDeploy) -> None:
                  "Check the app's settings with the new release's validator",
                  "Read the deployed-state record and the release's build record",
                  "List the releases and read where current points",
-                 "Create the tools venv", "Install Supervisor into the tools venv"):  # fmt: skip
+                 "Create the tools venv", "Install Supervisor into the tools venv",
+                 "Directories", "Ask supervisord what it runs",
+                 "Probe the target Python the release venvs are made from"):  # fmt: skip
         lines = results(task)
         assert lines and all(ln.startswith("skipping: [localhost]") for ln in lines), (task, lines)
 
@@ -233,6 +235,21 @@ def test_drift_is_reported_by_check_and_put_right(local: LocalDeploy) -> None:
     tasks = local.task_processes()
     assert len(tasks) == 2 and all("RUNNING" in ln for ln in tasks), tasks
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+    again = local.deploy()
+    assert again.rc == 0 and again.recap()["changed"] == 0, again.output[-6000:]
+
+
+def test_a_program_stopped_by_hand_is_started_by_a_no_op_run(local: LocalDeploy) -> None:
+    """Nothing else changed: the run takes supervisord's answer from its first round trip (the
+    probe), asks it nothing more, and starts the stopped program; the run after changes nothing."""
+    stopped = "coinex_customer_chatbot:coinex_customer_chatbot_task_00"
+    assert ": stopped" in local.supervisorctl("stop", stopped).stdout
+    run = local.deploy()
+    assert run.rc == 0, run.output[-6000:]
+    asked = run.output.split("TASK [coinex_chatbot : Ask supervisord what it runs", 1)[1]
+    assert asked.split("TASK [", 1)[0].count("skipping: [localhost]") == 1, asked[:600]
+    assert said(run, f"Stopped programs are started: {stopped}."), run.output[-6000:]
+    assert "RUNNING" in local.supervisorctl("status", stopped).stdout
     again = local.deploy()
     assert again.rc == 0 and again.recap()["changed"] == 0, again.output[-6000:]
 
