@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -169,3 +170,24 @@ def test_the_chatbot_probe_asks_what_the_redis_role_would() -> None:
     asks = yaml.safe_load(redis)
     assert asks.pop("packages") == "{{ __coinex_chatbot_redis_packages }}"
     assert chatbot["__coinex_chatbot_redis_asks_own"] == asks
+
+
+def test_the_build_record_names_the_commit_and_whether_the_source_was_dirty(tmp_path: Path) -> None:
+    """files/build_wheelhouse.py reads the app source's checkout on the controller each run."""
+    git_state = load("build_wheelhouse").git_state
+    app = tmp_path / "repo" / "app"
+    app.mkdir(parents=True)
+    assert git_state(app) == {"git_commit": "", "git_dirty": False}  # not a checkout
+    (app / "main.py").write_text("print(1)\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env |= {"GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for argv in (["init", "-q"], ["add", "."], ["commit", "-qm", "one"]):
+        subprocess.run(["git", "-C", str(tmp_path / "repo"), *argv], check=True, env=env)
+    head = subprocess.run(
+        ["git", "-C", str(app), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert git_state(app) == {"git_commit": head, "git_dirty": False}
+    (tmp_path / "repo" / "elsewhere.txt").write_text("outside app/\n")
+    assert git_state(app) == {"git_commit": head, "git_dirty": False}
+    (app / "main.py").write_text("print(2)\n")
+    assert git_state(app) == {"git_commit": head, "git_dirty": True}

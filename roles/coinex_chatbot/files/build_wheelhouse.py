@@ -8,6 +8,7 @@
   host gets it in one transfer instead of a module round trip per wheel.
 
 Prints one JSON object (``changed``, ``version``, ``app_hash``, ``lock_hash``, ``app_wheel``,
+``git_commit`` and ``git_dirty`` of the app source's checkout,
 ``wheelhouses``, ``wheelhouse_archives``) for the Ansible task that runs it. Concurrent runs are
 safe: every result is built in a temporary directory (or file) and renamed into place.
 """
@@ -19,6 +20,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -254,6 +256,27 @@ def wheelhouse_archive(wheelhouse: Path) -> tuple[Path, bool]:
     return archive, True
 
 
+def git_state(app_src: Path) -> dict[str, str | bool]:
+    """What a release is built from (its .release.json): the commit of the app source's checkout,
+    and dirty when the app source has changes git does not ignore; no commit outside a checkout
+    (or without git). Asked on every run, never cached."""
+    argv = ["git", "-C", str(app_src), "status", "--porcelain=v2", "--branch"]
+    try:
+        proc = subprocess.run(
+            [*argv, "--untracked-files=normal", "--", "."], capture_output=True, text=True
+        )
+    except OSError:
+        return {"git_commit": "", "git_dirty": False}
+    if proc.returncode != 0:
+        return {"git_commit": "", "git_dirty": False}
+    lines = proc.stdout.splitlines()
+    oid = [ln.split()[2] for ln in lines if re.fullmatch(r"# branch\.oid [0-9a-f]{40}", ln)]
+    return {
+        "git_commit": oid[0] if oid else "",
+        "git_dirty": any(not ln.startswith("#") for ln in lines),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--app-src", type=Path, required=True)
@@ -310,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 "app_wheel": str(app_wheel),
                 "wheelhouses": wheelhouses,
                 "wheelhouse_archives": archives,
+                **git_state(app_src),
             }
         )
     )

@@ -15,6 +15,8 @@ target Python: ``python3 -c <this file> ...``).
    long for ``#!``).
 3. The app wheel goes into the release venv alone (``pip install --no-deps``, no index): pip adds
    new files and never rewrites a linked one.
+0. The release directory is made (0755) and, with ``--lock-text``, the lock written into it as
+   ``--lock`` (the controller passes its text: no transfer of its own).
 4. ``.release.json`` (``--info``), then ``.fingerprint`` (``--fingerprint``) are written, each
    atomically, the fingerprint last: it marks the release complete (tasks/releases.yml).
 5. The dependency venvs of other locks (the other directories next to ``--deps``) are removed: no
@@ -130,11 +132,16 @@ def main() -> int:
     p.add_argument("--release", type=Path, required=True, help="release directory")
     p.add_argument("--wheelhouse", type=Path, required=True)
     p.add_argument("--lock", type=Path, required=True)
+    p.add_argument("--lock-text", help="the lock's text, written to --lock first")
     p.add_argument("--app-wheel", type=Path, required=True)
     p.add_argument("--info", required=True, help="JSON for .release.json")
     p.add_argument("--fingerprint", required=True, help="content of .fingerprint")
     args = p.parse_args()
     started = time.monotonic()
+    args.release.mkdir(parents=True, exist_ok=True)
+    args.release.chmod(0o755)
+    if args.lock_text is not None:
+        write_atomically(args.lock, args.lock_text)
     deps_built = build_deps(args.deps, args.wheelhouse, args.lock)
     deps_done = time.monotonic()
     build_release(args.deps, args.release / "venv", args.app_wheel)
