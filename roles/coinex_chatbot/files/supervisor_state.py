@@ -5,7 +5,6 @@ python3 supervisor_state.py SUPERVISORCTL [ARG ...]
 Prints one JSON object:
   running    supervisord answers (``supervisorctl pid`` gives a number); when it does not,
              nothing else is asked and the rest is empty
-  pid        that number
   reread     the output of ``supervisorctl reread`` (which program groups differ from their
              files; it changes no process), and reread_rc its exit code
   status     program (group:name) -> state (RUNNING, STOPPED, EXITED, FATAL, ...)
@@ -29,7 +28,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(__doc__)
         return 2
     pid = ctl(argv, "pid").stdout.strip()
-    state: dict = {"running": pid.isdigit(), "pid": pid, "reread": "", "reread_rc": 0, "status": {}}
+    state: dict = {"running": pid.isdigit(), "reread": "", "reread_rc": 0, "status": {}}
     if state["running"]:
         reread = ctl(argv, "reread")
         state["reread"] = (reread.stdout + reread.stderr).strip()
