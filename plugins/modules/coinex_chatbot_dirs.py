@@ -36,6 +36,7 @@ import os
 import pwd
 import stat
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -253,19 +254,13 @@ def accounts(spec: dict) -> dict[str, dict]:
     return {"users": users, "groups": groups}
 
 
-def units(names: list[str]) -> dict[str, dict[str, str] | None]:
-    found: dict[str, dict[str, str] | None] = {}
-    for name in names:
-        out = run(["systemctl", "show", "--property=UnitFileState,ActiveState", "--", name])
-        if out is None:
-            found[name] = None
-            continue
-        props = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
-        found[name] = {
-            "enabled": props.get("UnitFileState", ""),
-            "active": props.get("ActiveState", ""),
-        }
-    return found
+def unit(name: str) -> dict[str, str] | None:
+    """A systemd unit's UnitFileState and ActiveState; None without systemctl."""
+    out = run(["systemctl", "show", "--property=UnitFileState,ActiveState", "--", name])
+    if out is None:
+        return None
+    props = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+    return {"enabled": props.get("UnitFileState", ""), "active": props.get("ActiveState", "")}
 
 
 def ini_value(path: str, section: str, option: str | None) -> str | bool | None:
@@ -363,29 +358,40 @@ def main() -> None:
     reported = list(module.params["report"])
     for pattern in module.params["report_globs"]:
         reported.extend(sorted(glob.glob(pattern)))
-    files = {path: report(path) for path in reported}
-    contents = {path: read_text(path) for path in module.params["read"]}
     params = module.params
-    python = run([params["python"], "-c", PYTHON_PROBE]) if params["python"] else None
-    module.exit_json(
-        packages=packages(params["packages"]),
-        accounts=accounts(params["accounts"]),
-        units=units(params["units"]),
-        ini=[ini_value(i["path"], i["section"], i.get("option")) for i in params["ini"]],
-        blocks={
-            b.get("name") or b["path"]: block_sha1(b["path"], b["marker"]) for b in params["blocks"]
-        },
-        python=python.split() if python is not None else None,
-        commands={
-            name: command([str(a) for a in argv]) for name, argv in params["commands"].items()
-        },
-        changed=bool(changed_dirs),
-        changed_dirs=changed_dirs,
-        absent=absent,
-        diff=diff,
-        files=files,
-        contents=contents,
-    )
+    # the programs it asks (dpkg-query, systemctl, the Python probe, the commands) run at the same
+    # time: the round trip lasts as long as the slowest of them, not their sum
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        asked_packages = pool.submit(packages, params["packages"])
+        asked_units = {name: pool.submit(unit, name) for name in params["units"]}
+        asked_python = (
+            pool.submit(run, [params["python"], "-c", PYTHON_PROBE]) if params["python"] else None
+        )
+        asked = {
+            name: pool.submit(command, [str(a) for a in argv])
+            for name, argv in params["commands"].items()
+        }
+        found_files = {path: report(path) for path in reported}
+        contents = {path: read_text(path) for path in params["read"]}
+        python = asked_python.result() if asked_python else None
+        module.exit_json(
+            packages=asked_packages.result(),
+            accounts=accounts(params["accounts"]),
+            units={name: future.result() for name, future in asked_units.items()},
+            ini=[ini_value(i["path"], i["section"], i.get("option")) for i in params["ini"]],
+            blocks={
+                b.get("name") or b["path"]: block_sha1(b["path"], b["marker"])
+                for b in params["blocks"]
+            },
+            python=python.split() if python is not None else None,
+            commands={name: future.result() for name, future in asked.items()},
+            changed=bool(changed_dirs),
+            changed_dirs=changed_dirs,
+            absent=absent,
+            diff=diff,
+            files=found_files,
+            contents=contents,
+        )
 
 
 if __name__ == "__main__":
