@@ -91,7 +91,7 @@ def test_installed_collection_deploys(tarball: Path, tmp_path: Path) -> None:
         assert f"Chat page of localhost: http://127.0.0.1:{port}/" in out
         # the collection's own role and app, not the checkout's
         assert "coinex.chatbot.coinex_chatbot : " in out
-        assert f"TASK [coinex.chatbot.coinex_chatbot : Build the app wheel of {home}/app " in out
+        assert f"the targets' wheelhouses, from {home}/app]" in out
         assert str(ROOT) not in out.replace(str(BIN), "")
         answer = ask(port, "How do I reset my 2FA?")
         assert answer["status"] == "answered", answer
