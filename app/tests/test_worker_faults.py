@@ -102,3 +102,30 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_a_graceful_stop_puts_back_the_fetched_messages_not_handed_out(app_env, own_redis):
+    """A fetch takes a batch into the worker id's ack set; the consumer thread hands it out one
+    by one and, when stopped, leaves after the one it holds. Closing the consumer puts the rest
+    of the batch back on the queue at once (Dramatiq alone left it in the ack set of an exited
+    worker id until a heartbeat timeout later)."""
+    import dramatiq
+    import redis
+
+    from coinex_chatbot.config import load_settings
+    from coinex_chatbot.runtime import make_broker
+
+    broker = make_broker(load_settings({**app_env, "REDIS_URL": own_redis.url}))
+    client = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    broker.declare_queue("batch")
+    sent = [broker.enqueue(dramatiq.Message("batch", "nothing", (i,), {}, {})) for i in range(4)]
+    consumer = broker.consume("batch", prefetch=4, timeout=100)
+    held = next(consumer)  # fetches all four, hands out one
+    acks = f"dramatiq:__acks__.{broker.broker_id}.batch"
+    assert client.llen("dramatiq:batch") == 0 and client.scard(acks) == 4
+    consumer.close()
+    queued = set(client.lrange("dramatiq:batch", 0, -1))
+    assert client.smembers(acks) == {held.options["redis_message_id"]}
+    assert queued == {m.options["redis_message_id"] for m in sent} - {
+        held.options["redis_message_id"]
+    }
