@@ -223,3 +223,29 @@ def test_an_escalated_question_fails_the_gate(healthy: Deploy) -> None:
     # escalated whatever articles came closest (the answer may list some at a low confidence)
     assert ": escalated, top article" in detail, detail
     assert seconds <= TIMEOUT + 2, seconds
+
+
+def test_a_no_op_deploy_skips_the_gate_only_on_a_host_found_healthy(healthy: Deploy) -> None:
+    """A deploy that changes nothing skips the health gate when its probe found the programs
+    RUNNING and GET /readyz 200 (files/health_gate.py --no-answer, tasks/probe.yml). With Redis
+    pausing every client while the probe asks, /readyz does not answer: the same no-op deploy runs
+    the gate, which waits for Redis to return and passes."""
+    import redis
+
+    gate_ran = "TASK [coinex_chatbot : Health check: every program RUNNING"
+    run = run_playbook("deploy.yml", *healthy.args())
+    assert run.rc == 0 and run.recap()["changed"] == 0, run.output[-4000:]
+    included = run.output.split("TASK [coinex_chatbot : Health gate (rolls back on failure)", 1)[1]
+    assert included.split("TASK [", 1)[0].count("skipping: [localhost]") == 1, included[:600]
+    assert gate_ran not in run.output
+
+    password = (healthy.base / "shared/config/redis_password").read_text().strip()
+    client = redis.Redis(port=healthy.redis_port, password=password)
+    client.execute_command("CLIENT", "PAUSE", 12000, "ALL")
+    started = time.monotonic()
+    run = run_playbook("deploy.yml", *healthy.args("-e", "coinex_chatbot_health_timeout=30"))
+    took = time.monotonic() - started
+    print(f"no-op deploy with Redis paused for 12 s: rc {run.rc} in {took:.1f} s")
+    assert run.rc == 0 and run.recap()["changed"] == 0, run.output[-4000:]
+    assert gate_ran in run.output, run.output[-4000:]
+    assert "ok: [localhost]" in run.output.split(gate_ran, 1)[1].split("TASK [", 1)[0]

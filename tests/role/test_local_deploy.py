@@ -186,7 +186,8 @@ def test_a_no_op_run_writes_no_file(local: LocalDeploy) -> None:
     trip) and skips every task that would write one: the configuration files, the local Redis
     settings, the `current` link and the deployed-state record, the tools venv, the directories;
     it lists the releases, reads the record, the target Python and supervisord's state from the
-    same round trip, and does not ask the app to check settings it already accepted."""
+    same round trip, and does not ask the app to check settings it already accepted; nor does it
+    run the health gate (the probe found the programs RUNNING and /readyz 200)."""
     run = local.deploy()
     assert run.rc == 0 and run.recap()["changed"] == 0, run.output[-6000:]
 
@@ -206,7 +207,8 @@ def test_a_no_op_run_writes_no_file(local: LocalDeploy) -> None:
                  "List the releases and read where current points",
                  "Create the tools venv", "Install Supervisor into the tools venv",
                  "Directories", "Ask supervisord what it runs",
-                 "Probe the target Python the release venvs are made from"):  # fmt: skip
+                 "Probe the target Python the release venvs are made from",
+                 "Health gate (rolls back on failure)"):  # fmt: skip
         lines = results(task)
         assert lines and all(ln.startswith("skipping: [localhost]") for ln in lines), (task, lines)
 
@@ -249,6 +251,7 @@ def test_a_program_stopped_by_hand_is_started_by_a_no_op_run(local: LocalDeploy)
     asked = run.output.split("TASK [coinex_chatbot : Ask supervisord what it runs", 1)[1]
     assert asked.split("TASK [", 1)[0].count("skipping: [localhost]") == 1, asked[:600]
     assert said(run, f"Stopped programs are started: {stopped}."), run.output[-6000:]
+    assert "TASK [coinex_chatbot : Health check: every program RUNNING" in run.output  # gate ran
     assert "RUNNING" in local.supervisorctl("status", stopped).stdout
     again = local.deploy()
     assert again.rc == 0 and again.recap()["changed"] == 0, again.output[-6000:]

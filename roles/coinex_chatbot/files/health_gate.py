@@ -1,6 +1,6 @@
 """Health gate of a chatbot host (roles/coinex_chatbot/tasks/health.yml runs it on the host).
 
-python3 health_gate.py --ws N --url URL --question Q --expect ARTICLE --timeout S \
+python3 health_gate.py --ws N --url URL --question Q --expect ARTICLE --timeout S [--no-answer] \
     -- SUPERVISORCTL [ARG ...]
 
 Three checks, in this order, against one deadline (start + S seconds); each one fails on its
@@ -14,6 +14,7 @@ own, at the latest at the deadline, naming what is wrong:
             processes: status "answered" (an escalation fails) and ARTICLE the top article
             (the first id of the message's `articles`, best first). The conversation's calls
             carry the token the create response gave (Authorization: Bearer).
+            --no-answer leaves it out (tasks/probe.yml: is the host as a no-op run leaves it?).
 Prints one JSON line {"ok", "check", "detail", "seconds"} and exits 0 when every check passed,
 1 when one failed (`check` names it), 2 on bad usage. Standard library only.
 """
@@ -247,7 +248,9 @@ class Gate:
 
     def run(self) -> dict:
         try:
-            passed = [self.check_programs(), self.check_readyz(), self.check_answer()]
+            passed = [self.check_programs(), self.check_readyz()]
+            if not self.args.no_answer:
+                passed.append(self.check_answer())
         except CheckFailed as failed:
             return {"ok": False, "check": failed.check, "detail": failed.detail}
         return {"ok": True, "check": "all", "detail": "; ".join(passed)}
@@ -260,6 +263,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--question", required=True)
     parser.add_argument("--expect", required=True, help="article id the answer must have on top")
     parser.add_argument("--timeout", type=float, default=30, help="seconds for the whole gate")
+    parser.add_argument("--no-answer", action="store_true", help="programs and /readyz only")
     parser.add_argument("supervisorctl", nargs="+", help="supervisorctl argv, after --")
     args = parser.parse_args(argv)
     if args.ws < 1 or args.timeout <= 0 or not args.question.strip() or not args.expect.strip():
