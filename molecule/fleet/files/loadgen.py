@@ -2,10 +2,11 @@
 
 Runs ``--connections`` threads, each with its own keep-alive HTTP connection and conversation,
 until the file ``--stop-file`` appears or ``--max-seconds`` pass. Every response that is not 2xx
-and every connection error counts as a failure. Each thread posts a chat message every
-``--post-every`` requests (one in ``--escalate-every`` messages is gibberish that escalates to a
-human ticket) and keeps every message id it got back; with ``--post-retries`` a failed chat POST
-is retried with the same Idempotency-Key, as the chat page does. After the load it polls the
+and every connection error counts as a failure. Each thread posts a chat message at its first
+request and then every ``--post-every`` requests (one in ``--escalate-every`` messages is
+gibberish that escalates to a human ticket) and keeps every message id it got back; with
+``--post-retries`` a failed chat POST is retried with the same Idempotency-Key, as the chat page
+does. After the load it polls the
 conversations until every posted message is completed (answered or escalated) or
 ``--settle-seconds`` pass, and writes the figures as JSON to ``--out``. Standard library only.
 """
@@ -115,7 +116,9 @@ def run_client(client: Client, args: argparse.Namespace, stop: threading.Event, 
             client.tokens[conversation] = created["token"]
         token = client.tokens[conversation]
         sent += 1
-        if sent % args.post_every == 0:
+        # each connection's first request is a chat POST, then every --post-every-th: a drill's
+        # messages do not depend on how many requests a slow machine gets through
+        if (sent - 1) % args.post_every == 0:
             count = sum(len(ids) for ids in client.posted.values())
             escalate = (count + index) % args.escalate_every == 0
             text = GIBBERISH if escalate else QUESTIONS[(count + index) % len(QUESTIONS)]
