@@ -681,21 +681,6 @@ BLIND_V4_MAX_WRONG = {"en": 0.028, "zh": 0.014}  # 2 and 1 of 72 (1 and 2 when s
 BLIND_V4_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 35}  # of 36 each (31 and 36 when scored)
 
 
-def test_blind_v4_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
-    for lang in ("en", "zh"):  # the floors below are counts of these 36
-        assert sum(q["lang"] == lang for q in BLIND_V4["off_topic"]) == 36, lang
-    title = "blind set v4 (blind_v4.json; written before tuning, nothing is fitted on it):"
-    _check_blind(
-        kb,
-        capsys,
-        title,
-        BLIND_V4,
-        BLIND_V4_FLOOR,
-        BLIND_V4_MAX_WRONG,
-        BLIND_V4_OFF_TOPIC_ESCALATED,
-    )
-
-
 # Blind set v5: written before the eighth round's work (7c62d44), scored once when that work was
 # committed (c7681c9, docs/answers.md); floors at what that scoring measured (one question fewer
 # answered right, one more answered wrong or one more off-topic question answered fails).
@@ -707,19 +692,22 @@ BLIND_V5_MAX_WRONG = {"en": 0.014, "zh": 0.0}  # 1 and 0 of 72 when scored
 BLIND_V5_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 34}  # of 36 each when scored
 
 
-def test_blind_v5_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
-    for lang in ("en", "zh"):  # the floors below are counts of these 36
-        assert sum(q["lang"] == lang for q in BLIND_V5["off_topic"]) == 36, lang
-    title = "blind set v5 (blind_v5.json; written before tuning, nothing is fitted on it):"
-    _check_blind(
-        kb,
-        capsys,
-        title,
-        BLIND_V5,
-        BLIND_V5_FLOOR,
-        BLIND_V5_MAX_WRONG,
-        BLIND_V5_OFF_TOPIC_ESCALATED,
-    )
+# the sets scored with a count of off-topic questions escalated as their floor
+BLIND_LATER = {
+    "v4": (BLIND_V4, BLIND_V4_FLOOR, BLIND_V4_MAX_WRONG, BLIND_V4_OFF_TOPIC_ESCALATED),
+    "v5": (BLIND_V5, BLIND_V5_FLOOR, BLIND_V5_MAX_WRONG, BLIND_V5_OFF_TOPIC_ESCALATED),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLIND_LATER))
+def test_blind_v4_v5_figures(
+    kb: KnowledgeBase, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    data, floor, max_wrong, off_topic_escalated = BLIND_LATER[name]
+    for lang in ("en", "zh"):  # the off-topic floors are counts of these 36
+        assert sum(q["lang"] == lang for q in data["off_topic"]) == 36, lang
+    title = f"blind set {name} (blind_{name}.json; written before tuning, nothing is fitted on it):"
+    _check_blind(kb, capsys, title, data, floor, max_wrong, off_topic_escalated)
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
