@@ -14,7 +14,8 @@ own, at the latest at the deadline, naming what is wrong:
             processes: status "answered" (an escalation fails) and ARTICLE the top article
             (the first id of the message's `articles`, best first). The conversation's calls
             carry the token the create response gave (Authorization: Bearer).
-            --no-answer leaves it out (tasks/probe.yml: is the host as a no-op run leaves it?).
+            --no-answer leaves it out, and --question and --expect with it (tasks/probe.yml:
+            is the host as a no-op run leaves it?).
 Prints one JSON line {"ok", "check", "detail", "seconds"} and exits 0 when every check passed,
 1 when one failed (`check` names it), 2 on bad usage. Standard library only.
 """
@@ -260,13 +261,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="health_gate.py", description=__doc__.split("\n")[0])
     parser.add_argument("--ws", type=int, required=True, help="task processes expected")
     parser.add_argument("--url", required=True, help="base URL of the host's uWSGI")
-    parser.add_argument("--question", required=True)
-    parser.add_argument("--expect", required=True, help="article id the answer must have on top")
+    parser.add_argument("--question", default="")
+    parser.add_argument("--expect", default="", help="article id the answer must have on top")
     parser.add_argument("--timeout", type=float, default=30, help="seconds for the whole gate")
     parser.add_argument("--no-answer", action="store_true", help="programs and /readyz only")
     parser.add_argument("supervisorctl", nargs="+", help="supervisorctl argv, after --")
     args = parser.parse_args(argv)
-    if args.ws < 1 or args.timeout <= 0 or not args.question.strip() or not args.expect.strip():
+    unasked = not (args.question.strip() and args.expect.strip())
+    if args.ws < 1 or args.timeout <= 0 or (unasked and not args.no_answer):
         parser.error("--ws and --timeout must be positive, --question and --expect non-empty")
     return args
 
