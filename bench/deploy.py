@@ -437,6 +437,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-make", action="store_true", help="skip the local make deploy no-op")
     p.add_argument("--mitogen", type=Path, help="opt-in: directory holding ansible_mitogen")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument("--keep", action="store_true", help="keep each connection's playbook logs")
     p.add_argument("--from-json", type=Path, help="measure nothing: the section of a --json file")
     args = p.parse_args(argv)
     connections = args.connections.split(",")
@@ -465,7 +466,10 @@ def main(argv: list[str]) -> int:
                 d.remove_containers()
             mitogen = " (Mitogen mitogen_linear)" if args.mitogen else ""
             res["runs"][connection] = run | {"connection": d.connection + mitogen}
-            shutil.rmtree(d.workdir, ignore_errors=True)
+            if args.keep:
+                print(f"logs kept in {d.workdir}")
+            else:
+                shutil.rmtree(d.workdir, ignore_errors=True)
         if not args.no_make:
             print("local mode: no-op make deploy against the bare playbook")
             res["local"] = make_deploy(

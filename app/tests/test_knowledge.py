@@ -24,6 +24,7 @@ they had all been seen by then, and guard against regressions only.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import re
@@ -35,7 +36,7 @@ from pathlib import Path
 import bm25s
 import pytest
 
-from coinex_chatbot import classifier
+from coinex_chatbot import classifier, language
 from coinex_chatbot.config import load_settings
 from coinex_chatbot.corpus import load_off_topic, load_phrasings, load_records
 from coinex_chatbot.knowledge import (
@@ -52,6 +53,7 @@ from coinex_chatbot.knowledge import (
     get_knowledge_base,
     packaged_calibration,
     packaged_classifiers,
+    packaged_texts,
     train_classifiers,
 )
 from coinex_chatbot.knowledge import _dense_scores as _dense_scores
@@ -442,6 +444,48 @@ def test_packaged_calibration_is_the_fit_on_the_phrasings(folds: list[dict]) -> 
         assert report[lang]["off_topic"] >= 30
         n_off = report[lang]["off_topic"]
         assert report[lang]["off_topic_answered"] <= OFF_TOPIC_ALLOWED_SHARE * n_off, report[lang]
+
+
+# ----- packaged tokens ---------------------------------------------------------------------------
+def test_the_packaged_tokens_are_the_tokenisers_today() -> None:
+    """tokens.json.gz is what ``python -m coinex_chatbot.knowledge --tokens-only`` writes today
+    (rerun it after changing language.py, zh_words.txt, the corpus or the phrasings): same
+    fingerprint, and every packaged text's tokens and Latin words as the tokeniser gives them."""
+    shipped = resources.files("coinex_chatbot").joinpath(language.TOKEN_CACHE).read_bytes()
+    try:
+        fresh = language.build_cache(packaged_texts())
+    finally:
+        language._state.clear()  # the next tokenize reads the packaged file again
+    assert json.loads(gzip.decompress(shipped)) == json.loads(gzip.decompress(fresh))
+
+
+def test_an_index_built_from_the_packaged_tokens_is_the_one_built_without_them(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a tokeniser that is not the packaged file's (its fingerprint differs) the file is
+    left alone, the help centre is tokenised at load, and the answers are the same."""
+    language._state.clear()
+    monkeypatch.setattr(language, "fingerprint", lambda: "another tokeniser")
+    with caplog.at_level("WARNING", logger=language.__name__):
+        slow = KnowledgeBase.load()
+    assert language._cache() is None
+    assert "is not this tokeniser's" in caplog.text
+    monkeypatch.undo()
+    language._state.clear()
+    fast = KnowledgeBase.load()
+    assert language._cache() is not None
+    for lang in ("en", "zh"):
+        a, b = slow._indexes[lang], fast._indexes[lang]
+        assert a.rows == b.rows and (a.matrix == b.matrix).all() and a.surface == b.surface
+        assert a.known == b.known and a.support == b.support
+    for q in ALL_QUESTIONS[::4]:
+        assert (
+            slow.answer(q["q"]).as_dict()
+            == fast.answer(q["q"]).as_dict()
+            == kb.answer(q["q"]).as_dict()
+        )
+    language.settle()
+    assert language._cache() is None  # a settled process keeps no packaged tokens
 
 
 def _figures(pairs: list[tuple[float, str | None, list[str], str]]) -> dict[str, float]:

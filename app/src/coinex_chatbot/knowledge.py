@@ -59,7 +59,9 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
     rows (5-fold cross-validation over the phrasings and the off-topic questions of
     ``off_topic.json``, each asked of an index and classifiers built without its fold);
     ``python -m coinex_chatbot.knowledge`` refits and writes ``classifier.npz`` and
-    ``calibration.json``. With no usable token the confidence is 0.
+    ``calibration.json``, and the packaged texts' tokens ``tokens.json.gz`` (``--tokens-only``:
+    those alone, after a change to the tokeniser's code). With no usable token the confidence
+    is 0.
 """
 
 from __future__ import annotations
@@ -86,13 +88,15 @@ from .language import (
     CJK_RUN_RE,
     INTENTS,
     LANGUAGES,
+    TOKEN_CACHE,
+    build_cache,
     detect_language,
     en_pairs,
-    latin_part,
+    latin_pairs,
+    settle,
     tokenize,
     word_pairs,
     wordset,
-    zh_latin_pairs,
     zh_tokens,
     zh_units,
 )
@@ -382,7 +386,7 @@ class _LanguageIndex:
         self.snippet_ids = np.array([i for ids in by_row for i in ids], dtype=np.int32)
 
     def _latin_pairs(self, text: str) -> list[tuple[str, str]]:
-        return zh_latin_pairs(text) if self.lang == "zh" else en_pairs(latin_part(text))
+        return latin_pairs(text, self.lang)
 
     def idf(self, token: str) -> float:
         return self._idf(self.df.get(token, 0))
@@ -1092,7 +1096,9 @@ def fit_calibration(rows: list[dict]) -> tuple[Calibration, dict]:
 @functools.lru_cache(maxsize=1)
 def get_knowledge_base() -> KnowledgeBase:
     """The packaged knowledge base, loaded and indexed once per process."""
-    return KnowledgeBase.load()
+    kb = KnowledgeBase.load()
+    settle()
+    return kb
 
 
 def refit() -> tuple[dict[str, Classifier], Calibration, dict]:
@@ -1103,9 +1109,30 @@ def refit() -> tuple[dict[str, Classifier], Calibration, dict]:
     return (train_classifiers(records, phrasings, off_topic), *fit_calibration(rows))
 
 
-if __name__ == "__main__":  # refit: write classifier.npz and calibration.json
-    classifiers, calibration, report = refit()
+def packaged_texts() -> dict[str, list[str]]:
+    """Language -> every text of the packaged help centre an index tokenises when it loads."""
+    records, phrasings = load_records(), load_phrasings()
+    return {
+        lang: [
+            text
+            for record in records
+            for text in (
+                record[lang]["title"].strip(),
+                record[lang]["body"].strip(),
+                *record[lang].get("keywords", []),
+                *phrasings.get(record["id"], {}).get(lang, []),
+            )
+        ]
+        for lang in LANGUAGES
+    }
+
+
+if __name__ == "__main__":  # refit: write tokens.json.gz, classifier.npz and calibration.json
     here = Path(__file__).parent
+    (here / TOKEN_CACHE).write_bytes(build_cache(packaged_texts()))
+    if sys.argv[1:] == ["--tokens-only"]:  # the tokeniser's code changed, not the data
+        sys.exit(0)
+    classifiers, calibration, report = refit()
     classifier.save(classifiers, here / "classifier.npz")
     target = here / "calibration.json"
     target.write_text(json.dumps(calibration.as_dict(), indent=1) + "\n", encoding="utf-8")

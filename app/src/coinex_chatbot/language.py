@@ -23,14 +23,26 @@ Tokens (``tokenize``; the index and the questions are tokenised alike):
   lexicon word of 3+ characters is a token too. Latin words inside Chinese ("2FA", "API",
   "USDT", "fee") are English tokens, those the lexicon gives a Chinese form read as it ("fee"
   -> 手续费, "kyc" -> 身份认证); a lone "U" is USDT.
+
+Tokenising the packaged help centre (articles and phrasings, about 7,000 texts) takes over a
+second of CPU, which every worker process would spend when it boots. ``tokens.json.gz``, written
+with ``classifier.npz`` (``python -m coinex_chatbot.knowledge``), holds those texts' tokens and
+Latin words, and jieba's cut dictionary; it is used only while its fingerprint (this module's
+source, the lexicon, the jieba and bm25s versions) matches, and any other text is tokenised
+here as before.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
 import itertools
+import json
+import logging
 import re
-from importlib import resources
+from importlib import metadata, resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -334,22 +346,29 @@ def _jieba() -> jieba.Tokenizer:
     frequency >= ``JIEBA_MIN_FREQ`` to keep a worker's memory small, plus every word of the
     domain lexicon. Built in memory: no cache file is written."""
     import io
-    import logging
 
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
     words, _, _ = _zh_lexicon()
     lines = [f"{word} {LEXICON_FREQ}".encode() for word in words]
-    with resources.files("jieba").joinpath("_data/dict.txt").open("rb") as dictionary:
-        for line in dictionary:
-            word, freq = line.split(b" ", 2)[:2]
-            if int(freq) >= JIEBA_MIN_FREQ and word.decode() not in words:
-                lines.append(word + b" " + freq)
+    cache = _cache()
+    kept = cache["jieba"] if cache else _jieba_words()
+    lines += [line.encode() for line in kept if line.split(" ", 1)[0] not in words]
     tokenizer = jieba.Tokenizer()
     tokenizer.FREQ, tokenizer.total = tokenizer.gen_pfdict(io.BytesIO(b"\n".join(lines)))
     tokenizer.initialized = True
     return tokenizer
+
+
+def _jieba_words() -> list[str]:
+    """The "word freq" lines of jieba's dictionary with freq >= ``JIEBA_MIN_FREQ``."""
+    with resources.files("jieba").joinpath("_data/dict.txt").open("rb") as dictionary:
+        return [
+            f"{word} {freq}"
+            for word, freq, *_ in (line.decode().split(" ", 2) for line in dictionary)
+            if int(freq) >= JIEBA_MIN_FREQ
+        ]
 
 
 def _segment(run: str) -> list[str]:
@@ -445,7 +464,92 @@ def zh_latin_pairs(text: str) -> list[tuple[str, str]]:
 
 def tokenize(text: str, lang: str) -> list[str]:
     """Tokens of ``text`` for the index of ``lang`` (see the module docstring)."""
+    if (cache := _cache()) and (hit := cache["tokens"][lang].get(_key(text))) is not None:
+        return hit.split()
+    return _tokenize(text, lang)
+
+
+def _tokenize(text: str, lang: str) -> list[str]:
     if lang == "zh":
         return zh_tokens(text) + [t for _, t in zh_latin_pairs(text)]
     words = [t for _, t in en_pairs(text)]
     return words + _bigrams(words)
+
+
+def latin_pairs(text: str, lang: str) -> list[tuple[str, str]]:
+    """(word as written, indexed token) for the Latin words of a text of ``lang``."""
+    if (cache := _cache()) and (hit := cache["latin"][lang].get(_key(text))) is not None:
+        words = hit.split()
+        return list(zip(words[::2], words[1::2], strict=True))
+    return _latin_pairs(text, lang)
+
+
+def _latin_pairs(text: str, lang: str) -> list[tuple[str, str]]:
+    return zh_latin_pairs(text) if lang == "zh" else en_pairs(latin_part(text))
+
+
+# ----- the packaged tokens ---------------------------------------------------------------------
+TOKEN_CACHE = "tokens.json.gz"
+log = logging.getLogger(__name__)
+
+
+def _key(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+
+
+def fingerprint() -> str:
+    """What the tokens depend on: this module, the lexicon, jieba's and bm25s' versions."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(resources.files(__package__).joinpath("zh_words.txt").read_bytes())
+    for dist in ("jieba-py", "bm25s"):
+        digest.update(f"{dist}=={metadata.version(dist)}".encode())
+    return digest.hexdigest()
+
+
+_state: dict[str, dict | None] = {}  # "cache": the packaged tokens, read on first use
+
+
+def _cache() -> dict | None:
+    if "cache" not in _state:
+        _state["cache"] = _read_cache()
+    return _state["cache"]
+
+
+def _read_cache() -> dict | None:
+    """The packaged tokens if they are this code's (see the module docstring), else None."""
+    try:
+        with resources.files(__package__).joinpath(TOKEN_CACHE).open("rb") as f:
+            data = json.loads(gzip.decompress(f.read()))
+    except FileNotFoundError:
+        return None
+    if data.get("fingerprint") != fingerprint():
+        log.warning("%s is not this tokeniser's: the help centre is tokenised at load", TOKEN_CACHE)
+        return None
+    return data
+
+
+def settle() -> None:
+    """After the help centre is indexed: build jieba's tokenizer now (not on a worker's first
+    Chinese question), then let the packaged tokens go: questions are tokenised here."""
+    _jieba()
+    _state["cache"] = None
+
+
+def build_cache(texts: dict[str, list[str]]) -> bytes:
+    """``tokens.json.gz`` for ``texts`` (language -> texts): their tokens and Latin words,
+    tokenised here (never read from a cache), and jieba's cut dictionary."""
+    _state["cache"] = None  # an older file is not read, not even for jieba's dictionary
+    data: dict = {"fingerprint": fingerprint(), "jieba": _jieba_words(), "tokens": {}, "latin": {}}
+    for lang in LANGUAGES:
+        tokens, latin = data["tokens"].setdefault(lang, {}), data["latin"].setdefault(lang, {})
+        for text in texts.get(lang, []):
+            key = _key(text)
+            tokens[key] = " ".join(_checked(_tokenize(text, lang)))
+            latin[key] = " ".join(_checked([w for pair in _latin_pairs(text, lang) for w in pair]))
+    return gzip.compress(json.dumps(data, ensure_ascii=False, sort_keys=True).encode(), mtime=0)
+
+
+def _checked(tokens: list[str]) -> list[str]:
+    if bad := [t for t in tokens if not t or t != t.strip() or len(t.split()) != 1]:
+        raise ValueError(f"tokens with white space cannot be stored: {bad[:3]}")
+    return tokens
