@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import yaml
 
 from playbook_runner import ROOT
@@ -39,6 +42,45 @@ def test_the_app_wheel_is_built_without_isolation_only_when_the_backend_is_here(
     assert not met(["setuptools>=999"])
     assert not met(["no-such-build-backend-coinex>=1"])
     assert met(['no-such-build-backend-coinex>=1; python_version < "3"'])
+
+
+def test_the_app_wheel_from_the_backend_hook_is_the_one_pip_builds(tmp_path: Path) -> None:
+    """Without isolation the wheel is built by the backend's PEP 517 hook directly: the same
+    files as `pip wheel` gives; a broken pyproject.toml fails (exit 1) with the backend's reason."""
+    build = load("build_wheelhouse")
+    src = tmp_path / "app"
+    shutil.copytree(
+        ROOT / "app", src, ignore=shutil.ignore_patterns("tests", "*.egg-info", "build")
+    )
+    build.build_wheel_in_place(src, tmp_path / "hook")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path / "pip"),
+            str(src),
+        ],
+        check=True,
+    )
+    (hook,), (pip,) = (tmp_path / "hook").glob("*.whl"), (tmp_path / "pip").glob("*.whl")
+    assert hook.name == pip.name
+    listing = [
+        sorted((i.filename, i.file_size) for i in zipfile.ZipFile(w).infolist())
+        for w in (hook, pip)
+    ]
+    assert listing[0] == listing[1]
+    assert any(name.endswith("/tokens.json.gz") for name, _ in listing[0])
+    pyproject = src / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "', 'version = "not pep440 '))
+    with pytest.raises(SystemExit) as failed:
+        build.build_wheel_in_place(src, tmp_path / "broken")
+    assert failed.value.code == 1
 
 
 def test_a_release_removes_the_dependency_venvs_of_other_locks(tmp_path: Path) -> None:
