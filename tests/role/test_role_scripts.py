@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import shutil
+import stat
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -81,6 +84,94 @@ def test_the_app_wheel_from_the_backend_hook_is_the_one_pip_builds(tmp_path: Pat
     with pytest.raises(SystemExit) as failed:
         build.build_wheel_in_place(src, tmp_path / "broken")
     assert failed.value.code == 1
+
+
+def _module(name: str, args: dict, tmp_path: Path) -> dict:
+    """Run plugins/modules/NAME.py as Ansible does without a controller (its arguments in a
+    file), with this interpreter; its JSON result."""
+    argfile = tmp_path / f"{name}-args.json"
+    argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "plugins" / "modules" / f"{name}.py"), str(argfile)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return json.loads(proc.stdout) | {"rc": proc.returncode}
+
+
+def test_the_switch_writes_its_files_in_one_call_only_where_they_differ(tmp_path: Path) -> None:
+    """plugins/modules/coinex_chatbot_files.py (tasks/switch.yml: the record and .went_live)."""
+    record, live = tmp_path / "deployed.json", tmp_path / "release" / ".went_live"
+    live.parent.mkdir()
+    record.write_text("old\n")
+    record.chmod(0o600)
+    files = [
+        {"path": str(record), "content": '{"a": 1}\n'},
+        {"path": str(live), "content": "t deploy\n"},
+    ]
+    check = _module(
+        "coinex_chatbot_files",
+        {"files": files, "_ansible_check_mode": True, "_ansible_diff": True},
+        tmp_path,
+    )
+    assert check["changed"] and check["changed_files"] == [str(record), str(live)], check
+    assert record.read_text() == "old\n" and not live.exists()  # check mode writes nothing
+    assert check["diff"][0]["before"] == "old\n(mode 0600)\n"
+    assert check["diff"][1]["before"] == "" and check["diff"][1]["after"] == "t deploy\n"
+    done = _module("coinex_chatbot_files", {"files": files}, tmp_path)
+    assert done["changed"] and done["rc"] == 0, done
+    assert record.read_text() == '{"a": 1}\n' and live.read_text() == "t deploy\n"
+    assert stat.S_IMODE(record.stat().st_mode) == stat.S_IMODE(live.stat().st_mode) == 0o644
+    again = _module("coinex_chatbot_files", {"files": files}, tmp_path)
+    assert not again["changed"] and again["changed_files"] == []
+    assert not list(tmp_path.rglob("*.tmp"))
+    bad = _module(
+        "coinex_chatbot_files", {"files": [{"path": "relative", "content": ""}]}, tmp_path
+    )
+    assert bad.get("failed") and "absolute path" in bad["msg"]
+
+
+def test_commands_run_at_the_same_time_and_one_over_its_time_is_killed(tmp_path: Path) -> None:
+    """files/concurrently.py (tasks/reload_code.yml: the chain reload next to the task restart):
+    both run at once; one past its seconds is killed with its process group (a child it started
+    too) and reported unfinished; the exit code is 0 either way, 2 on bad usage."""
+    script = str(FILES / "concurrently.py")
+    child = tmp_path / "child.pid"
+    slow = f"sleep 30 & echo $! > {child}; wait"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "quick",
+            "10",
+            json.dumps(["sh", "-c", "sleep 1; echo done; echo oops >&2; exit 3"]),
+            "slow",
+            "1.5",
+            json.dumps(["sh", "-c", slow]),
+            "absent",
+            "5",
+            json.dumps(["/no/such/program"]),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["quick"] == {"rc": 3, "stdout": "done\n", "stderr": "oops\n", "finished": True}
+    assert out["slow"]["finished"] is False and out["slow"]["rc"] is None
+    assert out["absent"]["finished"] is False and "No such file" in out["absent"]["stderr"]
+    assert took < 2.5, took  # at the same time: 1 s and 1.5 s, not 2.5 s
+    pid = int(child.read_text())
+    time.sleep(0.2)
+    assert (
+        not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )
+    bad = subprocess.run([sys.executable, script, "x", "1"], capture_output=True, check=False)
+    assert bad.returncode == 2
 
 
 def test_a_release_removes_the_dependency_venvs_of_other_locks(tmp_path: Path) -> None:
