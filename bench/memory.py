@@ -1,8 +1,10 @@
 """Runtime memory of the app: glibc malloc vs jemalloc, gc.freeze() before fork, worker recycling.
 
 For each configuration in turn, on one private redis-server: uWSGI (the role's uwsgi.ini.j2 and
-its process and thread counts) and WS ``dramatiq --processes 1`` programs (the task program's
-numprocs; production's WS=4 by default) with the configuration's environment; wrk
+its process and thread counts) and WS task programs as the role runs them (``python -m
+coinex_chatbot.worker``, one process each; the preload and freeze variants run Dramatiq's own
+``--processes 1`` main process, which forks; the task program's numprocs; production's WS=4
+by default) with the configuration's environment; wrk
 (bench/wrk/mix.lua) sends exactly N requests, M of them POST .../messages; once
 the workers have answered every message, psutil reads the memory of every process.
 """

@@ -1,7 +1,7 @@
 """Worker benchmark: answered messages per second with K Dramatiq worker processes.
 
 Messages are created and enqueued the way the web app does it before any worker runs; then K
-separate ``dramatiq coinex_chatbot.tasks --processes 1`` processes start, as Supervisor runs
+separate ``python -m coinex_chatbot.worker`` processes start, as Supervisor runs
 them, until every message is acknowledged; every status is checked. The rate comes from the
 workers' own ``answered_at`` stamps between the 5th and the 95th percentile (boot excluded).
 """

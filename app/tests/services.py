@@ -176,11 +176,17 @@ def start_worker(
     command: tuple[str, ...] = (),
     wait: bool = True,
 ) -> Process:
-    """``dramatiq coinex_chatbot.tasks --processes 1`` as Supervisor runs it (``command``
-    replaces ``dramatiq``); waits until its worker process is ready unless ``wait`` is false."""
-    head = list(command) or [str(VENV_BIN / "dramatiq")]
-    argv = [*head, "coinex_chatbot.tasks", "--processes", "1", "--threads", str(threads)]
-    worker = spawn(name, [*argv, "--worker-shutdown-timeout", "5000"], env, logdir)
+    """``python -m coinex_chatbot.worker`` as Supervisor runs it (one process); waits until it
+    is ready unless ``wait`` is false. ``command`` (bench/memory.py's variants that act in
+    Dramatiq's main process before its fork): ``COMMAND coinex_chatbot.tasks --processes 1``
+    instead, Dramatiq's own two-process command line."""
+    if command:
+        argv = [*command, "coinex_chatbot.tasks", "--processes", "1", "--threads", str(threads)]
+        argv += ["--worker-shutdown-timeout", "5000"]
+    else:
+        argv = [str(VENV_BIN / "python"), "-m", "coinex_chatbot.worker", "--threads", str(threads)]
+        argv += ["--shutdown-timeout", "5000"]
+    worker = spawn(name, argv, env, logdir)
     if wait:
         wait_for(lambda: worker_ready(worker), 60, f"{name} to boot")
     return worker
@@ -188,7 +194,8 @@ def start_worker(
 
 def worker_ready(worker: Process) -> bool:
     worker.check()
-    return "Worker process is ready" in worker.output()
+    out = worker.output()
+    return '"msg": "worker ready"' in out or "Worker process is ready" in out
 
 
 @dataclass

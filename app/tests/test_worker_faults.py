@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -76,32 +75,45 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
         fresh.stop()
 
 
-def test_worker_process_stops_when_its_main_process_is_killed(app_env, tmp_path_factory):
-    """Supervisor restarts only the main process: its orphaned worker process must not go on."""
-    worker = start_worker(app_env, tmp_path_factory.mktemp("worker-orphan"), "orphan-worker")
-    children = _children(worker.proc.pid)
-    assert children, "dramatiq --processes 1 has no worker process"
-    os.kill(worker.proc.pid, signal.SIGKILL)  # the main process only, not the group
-    worker.proc.wait(5)
-    try:
-        wait_for(lambda: not any(_alive(pid) for pid in children), 15, "the orphan to stop")
-    finally:
-        for pid in children:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+def test_a_task_program_is_one_process_that_drains_on_term(app_env, own_redis, tmp_path_factory):
+    """``python -m coinex_chatbot.worker`` (what Supervisor runs): no child process; TERM while it
+    holds a message lets that message finish, then it exits 0 at once (the Dramatiq CLI's main
+    and worker processes each waited in one-second sleeps)."""
+    from coinex_chatbot.config import load_settings
+    from coinex_chatbot.runtime import make_broker
+    from coinex_chatbot.store import Store, connect
+    from coinex_chatbot.tasks import answer_message
+
+    env = {**app_env, "REDIS_URL": own_redis.url, "CHATBOT_TASK_DELAY_MS": "1500"}
+    worker = start_worker(env, tmp_path_factory.mktemp("worker-term"), "term-worker")
+    assert _children(worker.proc.pid) == [], "a task program is one process"
+    store = Store(connect(own_redis.url), 3600, "chatbot:escalations")
+    mid = store.add_message(store.create_conversation("en"), "How do I reset my 2FA?", "en")
+    make_broker(load_settings(env)).enqueue(answer_message.message(mid))
+    wait_for(lambda: "answer_message" in _held(own_redis.url), 10, "the worker to take it")
+    time.sleep(0.2)
+    termed = time.monotonic()
+    os.kill(worker.proc.pid, signal.SIGTERM)
+    assert worker.proc.wait(10) == 0, worker.output()[-2000:]
+    took = time.monotonic() - termed
+    assert store.get_message(mid)["status"] == "answered", worker.output()[-2000:]
+    assert took < 1.5 + 0.8, f"drained in {took:.2f} s"  # the held message's 1.5 s, then out
+    assert '"msg": "draining"' in worker.output() and '"msg": "stopped"' in worker.output()
+
+
+def _held(url: str) -> str:
+    """The messages of every worker's ack set, as text."""
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    held = [client.smembers(k) for k in client.scan_iter("dramatiq:__acks__.*")]
+    ids = [i for s in held for i in s]
+    return " ".join(client.hget("dramatiq:default.msgs", i) or "" for i in ids)
 
 
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_a_graceful_stop_puts_back_the_fetched_messages_not_handed_out(app_env, own_redis):

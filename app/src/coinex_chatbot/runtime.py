@@ -8,11 +8,7 @@ clients come from redis_connection.py: REDIS_URL's server, or the primary Sentin
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 import uuid
@@ -66,33 +62,14 @@ def get_runtime(settings: Settings | None = None) -> Runtime:
 
 
 class WarmUp(Middleware):
-    """Load the knowledge base when a worker process boots, not on its first message."""
+    """Load the knowledge base when a worker process boots (worker.py emits process_boot), not on
+    its first message."""
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         from .knowledge import get_knowledge_base
 
         setup_logging(get_runtime().settings.log_level)
         get_knowledge_base()
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-class DieWithParent(Middleware):
-    """A worker process stops (gracefully, SIGTERM) when its Dramatiq main process dies.
-
-    Supervisor manages the main process only: if it is SIGKILLed alone, its worker process would
-    go on taking messages with nothing managing it, next to the one Supervisor starts anew.
-    """
-
-    def after_process_boot(self, broker: dramatiq.Broker) -> None:
-        if not sys.platform.startswith("linux"):
-            return
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
-        elif os.getppid() == 1:  # the main process died before prctl: the signal never comes
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 class RetryAfterRedisReturns(Middleware):
@@ -305,7 +282,6 @@ def make_broker(s: Settings) -> RedisBroker:
         maintenance_chance=s.broker_maintenance_chance,
     )
     broker.add_middleware(WarmUp())
-    broker.add_middleware(DieWithParent())
     broker.add_middleware(RetryAfterRedisReturns())
     broker.add_middleware(
         ResendStalePending(RESEND_AFTER_HEARTBEATS * s.broker_heartbeat_timeout_ms / 1000)

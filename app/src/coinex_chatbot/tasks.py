@@ -1,8 +1,8 @@
 """Dramatiq actors: answer customers' questions from the knowledge base.
 
-Run with ``dramatiq coinex_chatbot.tasks``. The broker is the runtime's (``runtime.py``): the Redis
-at REDIS_URL. Dramatiq delivers at least once; ``Store.complete`` makes the outcome of a message
-happen exactly once.
+Run with ``python -m coinex_chatbot.worker`` (worker.py: one Dramatiq worker per process). The
+broker is the runtime's (``runtime.py``): the Redis at REDIS_URL. Dramatiq delivers at least
+once; ``Store.complete`` makes the outcome of a message happen exactly once.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Run on the host with the release venv's Python (it has the ``redis`` package) as
     kill_drill.py APP_ENV_FILE APP_URL PROCESS SUPERVISOR_SOCKET
 Posts a question to APP_URL, waits until a Dramatiq consumer holds it (a ``dramatiq:__acks__.*``
 set is not empty; only PROCESS may consume) while the chat message is still pending, SIGKILLs the
-process group of PROCESS (the Supervisor program process and its Dramatiq worker process: nothing
+process group of PROCESS (the Supervisor program process, one Dramatiq worker: nothing
 can nack), then measures, through Supervisor's XML-RPC on its unix socket (polled every 50 ms),
 when Supervisor spawned PROCESS again and when it was RUNNING, and when the message was completed
 (Dramatiq redelivers a dead worker's messages after its heartbeat timeout).
