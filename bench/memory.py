@@ -148,7 +148,10 @@ class Slot:
         return [m for m in self.mems if m.kind == kind]
 
     def median(self, kind: str, attr: str = "rss") -> float:
-        return statistics.median(getattr(m, attr) for m in self.of(kind))
+        """NaN when the configuration has no process of this kind (a task program run as one
+        process has no "Dramatiq main")."""
+        values = [getattr(m, attr) for m in self.of(kind)]
+        return statistics.median(values) if values else math.nan
 
     def pss(self, prefix: str) -> int:
         return sum(m.pss for m in self.mems if m.kind.startswith(prefix))
@@ -270,6 +273,9 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
         time.sleep(args.settle)
         for proc, main, worker, kids in workers_of(procs):
             proc.check()
+            if main == "Dramatiq main" and not kids:  # python -m coinex_chatbot.worker
+                slot.mems.append(read_mem(proc.proc.pid, worker))
+                continue
             if len(kids) != (want := uwsgi_processes() if main == "uWSGI master" else 1):
                 raise BenchError(f"{proc.name} has {len(kids)} children, not {want}")
             slot.mems += [read_mem(proc.proc.pid, main), *(read_mem(k.pid, worker) for k in kids)]
@@ -332,15 +338,15 @@ def section(slots: list[Slot], args: Any, jemalloc: str, host: dict, started: fl
             "uWSGI CPU µs per request": f"{s.cpu_us:.0f}",
             "load avg at start": s.loadavg,
         })  # fmt: skip
-        summary.append(name | {f"{k} RSS": f"{ratio[k]:.2f}x" for k in TARGET_KINDS} | {
+        summary.append(name | {f"{k} RSS": times(ratio[k]) for k in TARGET_KINDS} | {
             f"uWSGI PSS total (master + {uwsgi_processes()} workers)": pss(s, base, "uWSGI"),
-            f"Dramatiq PSS total ({args.ws} × main + worker)": pss(s, base, "Dramatiq"),
+            f"Dramatiq PSS total ({args.ws} programs)": pss(s, base, "Dramatiq"),
             "all programs PSS total": pss(s, base, ""),
             "req/s": f"{s.rps / base.rps:.2f}x",
             "uWSGI CPU per request": f"{s.cpu_us / base.cpu_us:.2f}x",
             "failed requests": s.failed,
         })  # fmt: skip
-        for kind, ms in ((k, s.of(k)) for k in KINDS):
+        for kind, ms in ((k, s.of(k)) for k in KINDS if s.of(k)):
             memory.append(name | {
                 "process kind": kind,
                 "n": len(ms),
@@ -350,7 +356,7 @@ def section(slots: list[Slot], args: Any, jemalloc: str, host: dict, started: fl
                 "PSS median": mib(s.median(kind, "pss")),
                 "USS median": mib(s.median(kind, "uss")),
                 "anon median": mib(s.median(kind, "anon")),
-                "RSS ratio vs glibc": f"{ratio[kind]:.2f}x",
+                "RSS ratio vs glibc": times(ratio[kind]),
                 "libjemalloc mapped": "yes" if all(m.jemalloc_mapped for m in ms) else "no",
             })  # fmt: skip
         for kind in ("uWSGI worker", "Dramatiq worker"):
@@ -384,6 +390,10 @@ def section(slots: list[Slot], args: Any, jemalloc: str, host: dict, started: fl
         tables=[common.table(*t) for t in [*tables, (growth, "llrrrr")]],
         target=target,
     )
+
+
+def times(ratio: float) -> str:
+    return "-" if math.isnan(ratio) else f"{ratio:.2f}x"
 
 
 def pss(s: Slot, base: Slot, prefix: str) -> str:
