@@ -292,7 +292,7 @@ def test_losing_the_primary_loses_nothing(cluster: Cluster, app_env, tmp_path: P
         assert sorted(stored_ids) == sorted(load.accepted)
         assert set(statuses) <= {"answered", "escalated"}, statuses
         assert all(count == 1 for count in tickets.values()), tickets
-        # no app process was restarted: the same uWSGI and Dramatiq processes, the same uWSGI workers
+        # no app process was restarted: the same uWSGI and Dramatiq processes and uWSGI workers
         assert {name: p.proc.pid for name, p in stack.processes.items()} == pids
         assert all(p.alive() for p in stack.processes.values())
         assert {name: child_pids(pid) for name, pid in pids.items()} == workers

@@ -201,7 +201,7 @@ def test_a_no_op_run_writes_no_file(local: LocalDeploy) -> None:
     secret = results("Configuration files holding the app's secrets")
     assert secret.count("skipping: [localhost] => (item=(censored due to no_log)) ") == 2, secret
     for task in ("The local redis-server's own settings holding the password",
-                 "Point current at", "Record what is deployed on the host",
+                 "Point current at", "Record when the release went live and what is deployed",
                  "Check the app's settings with the new release's validator",
                  "Read the deployed-state record and the release's build record",
                  "List the releases and read where current points",
