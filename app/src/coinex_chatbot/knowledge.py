@@ -792,6 +792,16 @@ class _Ranked:
     order: np.ndarray  # the articles with a positive BM25 score, best first
 
 
+def _indexed_texts(
+    record: dict, lang: str, phrasings: dict[str, dict[str, list[str]]]
+) -> tuple[str, str, list[str]]:
+    """What an index holds of one article in ``lang``: its title, its body, and its keywords and
+    phrasings (the texts ``tokens.json.gz`` keeps the tokens of)."""
+    part = record[lang]
+    more = [*part.get("keywords", []), *phrasings.get(record["id"], {}).get(lang, [])]
+    return part["title"].strip(), part["body"].strip(), more
+
+
 class KnowledgeBase:
     """The bilingual help centre with one BM25 index and one classifier per language."""
 
@@ -814,20 +824,10 @@ class KnowledgeBase:
         for record in records:
             self._ids.append(record["id"])
             for lang in LANGUAGES:
-                part = record[lang]
-                extra[lang].append(
-                    list(part.get("keywords", []))
-                    + list(phrasings.get(record["id"], {}).get(lang, []))
-                )
-                self._articles[lang].append(
-                    Article(
-                        id=record["id"],
-                        topic=record["topic"],
-                        title=part["title"].strip(),
-                        body=part["body"].strip(),
-                        lang=lang,
-                    )
-                )
+                title, body, more = _indexed_texts(record, lang, phrasings)
+                extra[lang].append(more)
+                article = Article(record["id"], record["topic"], title, body, lang)
+                self._articles[lang].append(article)
         self._indexes = (
             {lang: _LanguageIndex(self._articles[lang], extra[lang], lang) for lang in LANGUAGES}
             if records
@@ -1116,12 +1116,8 @@ def packaged_texts() -> dict[str, list[str]]:
         lang: [
             text
             for record in records
-            for text in (
-                record[lang]["title"].strip(),
-                record[lang]["body"].strip(),
-                *record[lang].get("keywords", []),
-                *phrasings.get(record["id"], {}).get(lang, []),
-            )
+            for title, body, more in [_indexed_texts(record, lang, phrasings)]
+            for text in (title, body, *more)
         ]
         for lang in LANGUAGES
     }
