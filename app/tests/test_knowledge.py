@@ -34,6 +34,7 @@ from importlib import resources
 from pathlib import Path
 
 import bm25s
+import numpy as np
 import pytest
 
 from coinex_chatbot import classifier, language
@@ -56,7 +57,7 @@ from coinex_chatbot.knowledge import (
     packaged_texts,
     train_classifiers,
 )
-from coinex_chatbot.knowledge import _dense_scores as _dense_scores
+from coinex_chatbot.knowledge import _sparse_scores as _sparse_scores
 from coinex_chatbot.language import tokenize
 
 DATA = Path(__file__).parent / "data"
@@ -411,14 +412,33 @@ def folds() -> list[dict]:
     return cross_validated(load_records(), load_phrasings(), load_off_topic())
 
 
-def test_dense_scores_are_the_bm25s_scores() -> None:
+def test_sparse_scores_are_the_bm25s_scores() -> None:
     docs = [["withdraw", "fee", "fee"], ["deposit", "fee"], ["withdraw", "2fa", "2fa", "reset"]]
     bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
     bm25.index(docs, show_progress=False)
-    tokens = sorted({t for d in docs for t in d})
-    matrix = _dense_scores(bm25, tokens, len(docs))
+    tokens = sorted({t for d in docs for t in d}, reverse=True)  # not bm25s' own order
+    ptr, articles, data = _sparse_scores(bm25, tokens)
+    assert len(ptr) == len(tokens) + 1
     for row, token in enumerate(tokens):
-        assert matrix[row] == pytest.approx(bm25.get_scores([token]), abs=1e-6), token
+        dense = np.zeros(len(docs), dtype=np.float32)
+        dense[articles[ptr[row] : ptr[row + 1]]] = data[ptr[row] : ptr[row + 1]]
+        assert dense == pytest.approx(bm25.get_scores([token]), abs=1e-6), token
+        assert (dense > 0).sum() == sum(token in d for d in docs), token
+
+
+def test_a_question_scores_the_weighted_sum_of_its_tokens_rows(kb: KnowledgeBase) -> None:
+    """``scores`` adds each known token's bm25s row times its weight (typos and tickers weigh
+    less), and nothing for a token the index does not know."""
+    index = kb._indexes["en"]
+    query = [("withdrawal", "withdraw", 1.0), ("fee", "fee", 0.8), ("zzqx", "zzqx", 1.0)]
+    expected = np.zeros(index.n_docs, dtype=np.float64)
+    for _, token, weight in query[:2]:
+        row = index.rows[token]
+        span = slice(index.score_ptr[row], index.score_ptr[row + 1])
+        expected[index.score_docs[span]] += weight * index.score_data[span]
+    assert "zzqx" not in index.rows
+    assert index.scores(query) == pytest.approx(expected, rel=1e-6)
+    assert index.scores(query).argmax() == expected.argmax() and expected.max() > 0
 
 
 def test_the_fitted_operating_point_is_the_configured_threshold() -> None:
@@ -476,7 +496,9 @@ def test_an_index_built_from_the_packaged_tokens_is_the_one_built_without_them(
     assert language._cache() is not None
     for lang in ("en", "zh"):
         a, b = slow._indexes[lang], fast._indexes[lang]
-        assert a.rows == b.rows and (a.matrix == b.matrix).all() and a.surface == b.surface
+        assert a.rows == b.rows and a.surface == b.surface
+        assert (a.score_ptr == b.score_ptr).all() and (a.score_docs == b.score_docs).all()
+        assert (a.score_data == b.score_data).all()
         assert a.known == b.known and a.support == b.support
     for q in ALL_QUESTIONS[::4]:
         assert (

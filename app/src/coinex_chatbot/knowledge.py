@@ -371,10 +371,11 @@ class _LanguageIndex:
                 self.by_initial.setdefault((word[0], len(word)), []).append(word)
         bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
         bm25.index(docs, show_progress=False)
-        # Every token's bm25s scores as one dense row (vocabulary x articles, float32): scoring
-        # a question is then a weighted sum of a few rows.
+        # Every token's bm25s scores as one sparse row (the articles that use it, float32; CSR):
+        # scoring a question is then a weighted sum of a few rows. A token is in 1.5 (en) to 2.7
+        # (zh) of the 72 articles: dense rows took 8.9 MiB per process, these take 0.6 MiB.
         self.rows = {token: row for row, token in enumerate(sorted(self.df))}
-        self.matrix = _dense_scores(bm25, list(self.rows), self.n_docs)
+        self.score_ptr, self.score_docs, self.score_data = _sparse_scores(bm25, list(self.rows))
         flat = [snippet for texts in snippets for snippet in texts]
         self.n_snippets = len(flat)
         self.snippet_starts = np.cumsum([0] + [len(texts) for texts in snippets[:-1]])
@@ -488,8 +489,13 @@ class _LanguageIndex:
                 weights[tok] = max(weights.get(tok, 0.0), w)
         if not weights:
             return np.zeros(self.n_docs, dtype=np.float32)
-        rows = [self.rows[tok] for tok in weights]
-        return np.asarray(list(weights.values()), dtype=np.float32) @ self.matrix[rows]
+        rows = np.array([self.rows[tok] for tok in weights])
+        starts, ends = self.score_ptr[rows], self.score_ptr[rows + 1]
+        at = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
+        w = np.repeat(np.asarray(list(weights.values()), dtype=np.float32), ends - starts)
+        return np.bincount(
+            self.score_docs[at], weights=w * self.score_data[at], minlength=self.n_docs
+        ).astype(np.float32)
 
     def features(
         self, query: Query, units: Units, scores: np.ndarray, order: np.ndarray | None = None
@@ -566,17 +572,18 @@ class _LanguageIndex:
         )
 
 
-def _dense_scores(bm25: bm25s.BM25, tokens: list[str], n_docs: int) -> np.ndarray:
-    """tokens x articles matrix of bm25s scores (``BM25.get_scores([token])`` for each token),
-    read from the index's token-major sparse arrays in one pass."""
-    matrix = np.zeros((max(1, len(tokens)), n_docs), dtype=np.float32)
+def _sparse_scores(
+    bm25: bm25s.BM25, tokens: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bm25s scores of each token (``BM25.get_scores([token])``), one CSR row per token in
+    ``tokens``' order, read from the index's token-major sparse arrays: (row starts, article
+    numbers, scores); row ``r`` is ``[ptr[r], ptr[r + 1])``."""
     data, indices, indptr = (np.asarray(bm25.scores[k]) for k in ("data", "indices", "indptr"))
     bounds = np.append(indptr, len(data))
-    for row, token in enumerate(tokens):
-        i = bm25.vocab_dict[token]
-        start, end = bounds[i], bounds[i + 1]
-        matrix[row, indices[start:end]] = data[start:end]
-    return matrix
+    spans = [(bounds[i], bounds[i + 1]) for i in map(bm25.vocab_dict.__getitem__, tokens)]
+    ptr = np.cumsum([0] + [end - start for start, end in spans]).astype(np.int64)
+    at = np.concatenate([np.arange(start, end) for start, end in spans] or [np.arange(0)])
+    return ptr, indices[at].astype(np.int32), data[at].astype(np.float32)
 
 
 def _edit_distance(a: str, b: str, limit: int) -> int:
