@@ -44,6 +44,8 @@ before the fork (`shared-import`, bench/uwsgi_libs.py)"
 COW = "gc.freeze() in the uWSGI master after the import, before the fork (bench/uwsgi_freeze.py)"
 FREEZE = "gc.freeze() before the fork in the Dramatiq main (dramatiq only), after the app import \
 in each uWSGI worker (lazy-apps: the master has no app)"
+TWO_PROCESS = "task programs as deployed until 2026-11-30: `dramatiq coinex_chatbot.tasks \
+--processes 1`, a Dramatiq main and one worker process each (the role now runs one process)"
 FREEZE_PRELOADED = "gc.freeze() before the fork in the uWSGI master and the Dramatiq main"
 
 
@@ -63,6 +65,9 @@ class Config:
     gc_freeze: bool = False  # gc.freeze() in the masters before the fork (see uwsgi_freeze.py)
     uwsgi_only: bool = False  # preload and gc_freeze apply to uWSGI alone (Dramatiq as deployed)
     libs: bool = False  # lazy-apps, the uWSGI master imports the libraries alone (uwsgi_libs.py)
+    # each task program as the role ran it until 2026-11-30: Dramatiq's command line, a main
+    # process that forks one worker process (today: one process, python -m coinex_chatbot.worker)
+    two_process_tasks: bool = False
     # role variables of uWSGI's recycling: none by default, () = the role's defaults
     recycling: tuple[tuple[str, object], ...] = tuple(NO_RECYCLING.items())
     # reload-on-rss this many MiB above the glibc run's worker RSS at 10 % of its load (rounded
@@ -73,6 +78,7 @@ class Config:
         parts = ["LD_PRELOAD=libjemalloc.so.2" if self.jemalloc else "glibc malloc"]
         parts += [f"{k}={v}" for k, v in self.env]
         parts += [LIBS] * self.libs
+        parts += [TWO_PROCESS] * self.two_process_tasks
         if self.uwsgi_only:
             parts += [PRELOAD_UWSGI if self.preload else "lazy-apps"] + [COW] * self.gc_freeze
         else:
@@ -92,6 +98,7 @@ CONFIGS = {
     c.name: c
     for c in (
         Config("glibc"),
+        Config("glibc-two-process-tasks", two_process_tasks=True),
         Config("jemalloc", jemalloc=True),
         Config("jemalloc-tuned", jemalloc=True, env=(("MALLOC_CONF", TUNED),)),
         Config("jemalloc-malloc", jemalloc=True, env=(PYMALLOC_OFF,)),
@@ -119,8 +126,8 @@ CONFIGS = {
     )
 }
 # issue 13's comparison: the allocators and their tuning, and copy-on-write sharing in uWSGI
-DEFAULT = "glibc,jemalloc,jemalloc-malloc,jemalloc-tuned,jemalloc-malloc-tuned,glibc-uwsgi-libs,\
-glibc-uwsgi-cow"
+DEFAULT = "glibc,glibc-two-process-tasks,jemalloc,jemalloc-malloc,jemalloc-tuned,\
+jemalloc-malloc-tuned,glibc-uwsgi-libs,glibc-uwsgi-cow"
 
 
 @dataclass
@@ -193,13 +200,20 @@ def read_mem(pid: int, kind: str) -> SimpleNamespace:
     )
 
 
-def workers_of(procs: list[Process]) -> Iterator[tuple[Process, str, str, list]]:
-    """Each program's main process with its kind, its worker processes' kind, its children."""
+def workers_of(procs: list[Process]) -> Iterator[tuple[Process, str | None, str, list]]:
+    """Each program's process, its kind, its workers' kind and its workers: the children of a
+    uWSGI master or of a Dramatiq main; a task program without children is one process
+    (``python -m coinex_chatbot.worker``): its kind is None, and it is its own worker."""
     kinds = [("uWSGI master", "uWSGI worker")] + [("Dramatiq main", "Dramatiq worker")] * (
         len(procs) - 1
     )
     for proc, (main, worker) in zip(procs, kinds, strict=True):
-        yield proc, main, worker, psutil.Process(proc.proc.pid).children()
+        top = psutil.Process(proc.proc.pid)
+        kids = top.children()
+        if main == "Dramatiq main" and not kids:
+            yield proc, None, worker, [top]
+        else:
+            yield proc, main, worker, kids
 
 
 def sample(slot: Slot, procs: list[Process], interval: float, halt: threading.Event) -> None:
@@ -241,7 +255,8 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
         cfg.gc_freeze and tasks
     )
     script = [str(common.VENV_BIN / "python"), str(BENCH / "dramatiq_main.py"), *flags]
-    head = script if flags else []  # dramatiq itself, or through dramatiq_main.py for its flags
+    # dramatiq itself, or through dramatiq_main.py for its flags; none: one process per program
+    head = script if flags else [str(common.VENV_BIN / "dramatiq")] if cfg.two_process_tasks else []
     threads = common.role_vars()["coinex_chatbot_task_threads"]
     slot.loadavg = common.loadavg().split()[0]  # the 1-minute load average
     procs: list[Process] = []
@@ -273,7 +288,7 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
         time.sleep(args.settle)
         for proc, main, worker, kids in workers_of(procs):
             proc.check()
-            if main == "Dramatiq main" and not kids:  # python -m coinex_chatbot.worker
+            if main is None:  # python -m coinex_chatbot.worker
                 slot.mems.append(read_mem(proc.proc.pid, worker))
                 continue
             if len(kids) != (want := uwsgi_processes() if main == "uWSGI master" else 1):
