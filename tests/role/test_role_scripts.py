@@ -86,6 +86,56 @@ def test_the_app_wheel_from_the_backend_hook_is_the_one_pip_builds(tmp_path: Pat
     assert failed.value.code == 1
 
 
+def test_a_build_that_finds_everything_in_the_cache_is_answered_without_pip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``cached`` (what the coinex_chatbot_build action calls in Ansible's own process) answers
+    only when the app wheel of this source, each target's complete wheelhouse and its archive
+    are in the cache, with what main() prints, and without importing pip; a changed source or a
+    missing archive means a build (None)."""
+    build = load("build_wheelhouse")
+    src, cache, lock = tmp_path / "app", tmp_path / "cache", tmp_path / "requirements.lock"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\nversion = "1.2.3"\n'
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    (src / "pkg" / "__init__.py").write_text("X = 1\n")
+    lock.write_text("redis==5.0.0\n")
+    argv = ["--app-src", str(src), "--lock", str(lock), "--cache", str(cache)]
+    argv += ["--extra", "supervisor==4.3.0", "--target=3.11.2:x86_64", "--target=3.13.5:aarch64"]
+    assert build.cached(argv) is None  # nothing built yet
+    found = build.layout(build.parse_args(argv))
+    found["app_dir"].mkdir(parents=True)
+    (found["app_dir"] / "demo-1.2.3-py3-none-any.whl").write_bytes(b"wheel")
+    for house in found["wheelhouses"].values():
+        house.mkdir(parents=True)
+        (house / ".complete").write_text("")
+        build.wheelhouse_archive(house)
+    done = build.cached(argv)
+    assert done is not None and done["changed"] is False
+    assert sorted(done["wheelhouse_archives"]) == ["3.11.2-x86_64", "3.13.5-aarch64"]
+    assert build.main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == done
+    script = str(FILES / "build_wheelhouse.py")
+    probe = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('b', {script!r}); "
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+        f"assert m.cached({argv!r}) is not None; "
+        "print(sorted(n for n in sys.modules if n.startswith('pip')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    first = next(iter(found["wheelhouses"].values()))
+    build.archive_of(first).unlink()
+    assert build.cached(argv) is None  # an archive is missing
+    build.wheelhouse_archive(first)
+    assert build.cached(argv) is not None
+    (src / "pkg" / "__init__.py").write_text("X = 2\n")
+    assert build.cached(argv) is None  # another source: another app wheel
+
+
 def _module(name: str, args: dict, tmp_path: Path) -> dict:
     """Run plugins/modules/NAME.py as Ansible does without a controller (its arguments in a
     file), with this interpreter; its JSON result."""
