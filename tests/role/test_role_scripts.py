@@ -374,3 +374,65 @@ def test_the_build_record_names_the_commit_and_whether_the_source_was_dirty(tmp_
     assert git_state(app) == {"git_commit": head, "git_dirty": False}
     (app / "main.py").write_text("print(2)\n")
     assert git_state(app) == {"git_commit": head, "git_dirty": True}
+
+
+def test_supervisor_state_over_xmlrpc_is_what_supervisorctl_says(tmp_path: Path) -> None:
+    """files/supervisor_state.py asks a real supervisord over its socket (one XML-RPC multicall)
+    and writes what supervisorctl pid/reread/status say, on the same supervisord: programs in
+    and out of a group, RUNNING and FATAL, a changed group and a new program (reread), a file
+    supervisord cannot read (reread fails), and a supervisord that is gone."""
+    state = load("supervisor_state")
+    bin_dir = Path(sys.executable).parent
+    conf, extra = tmp_path / "supervisord.conf", tmp_path / "conf.d"
+    extra.mkdir()
+    conf.write_text(
+        "[unix_http_server]\nfile=%(here)s/s.sock\nchmod=0700\n\n"
+        "[supervisord]\nlogfile=%(here)s/d.log\npidfile=%(here)s/d.pid\n\n"
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\n"
+        "[supervisorctl]\nserverurl=unix://%(here)s/s.sock ; a comment\n\n"
+        "[program:alone]\ncommand=sleep 300\nstartsecs=0\n\n"
+        "[group:g]\nprograms=a,b\n\n"
+        "[program:a]\ncommand=sleep 300\nstartsecs=0\n\n"
+        "[program:b]\ncommand=/bin/false\nstartretries=0\nautorestart=false\n\n"
+        "[include]\nfiles=%(here)s/conf.d/*.conf\n"
+    )
+    argv = [str(bin_dir / "supervisorctl"), "-c", str(conf)]
+    assert state.socket_path(argv) == str(tmp_path / "s.sock")
+    assert state.socket_path([*argv, "-s", "http://x"]) is None  # other options: supervisorctl
+
+    def both() -> tuple[dict, dict]:
+        path = state.socket_path(argv)
+        return state.by_xmlrpc(path), state.by_supervisorctl(argv)
+
+    def same() -> dict:
+        xml, ctl = both()
+        assert xml.pop("via") == "xmlrpc" and ctl.pop("via") == "supervisorctl"
+        assert xml == ctl
+        return xml
+
+    subprocess.run([str(bin_dir / "supervisord"), "-c", str(conf)], check=True)
+    try:
+        deadline = time.monotonic() + 30
+        want = {"alone": "RUNNING", "g:a": "RUNNING", "g:b": "FATAL"}
+        while (found := both()[0])["status"] != want:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.2)
+        seen = same()
+        assert seen["running"] and seen["reread"] == "No config updates to processes"
+        assert seen["status"] == want
+        conf.write_text(conf.read_text().replace("a]\ncommand=sleep 300", "a]\ncommand=sleep 301"))
+        (extra / "c.conf").write_text("[program:c]\ncommand=sleep 300\n")
+        seen = same()
+        assert seen["reread"] == "c: available\ng: changed" and seen["reread_rc"] == 0, seen
+        (extra / "c.conf").write_text("[program:c]\nno command here\n")
+        seen = same()
+        assert seen["reread"].startswith("ERROR: CANT_REREAD") and seen["reread_rc"] != 0, seen
+        out = subprocess.run([*argv, "shutdown"], capture_output=True, text=True, check=True)
+        assert "Shut down" in out.stdout, out.stdout
+        deadline = time.monotonic() + 30
+        while (tmp_path / "s.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert same() == {"running": False, "reread": "", "reread_rc": 0, "status": {}}
+    finally:
+        subprocess.run([*argv, "shutdown"], capture_output=True, check=False)
