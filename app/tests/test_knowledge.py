@@ -21,8 +21,8 @@ Figures are printed on every run, the development set apart from the blind one:
   round of work): only its shape and its distance from the training text are tested; it is not
   scored until that round ends.
 
-The floors of blind v1-v4 are what the eighth round's model measures on them (docs/answers.md):
-they had all been seen by then, and guard against regressions only.
+The floors of blind v1-v5 are what the model measures on them after the ninth round's first step
+(docs/answers.md): they had all been seen by then, and guard against regressions only.
 """
 
 from __future__ import annotations
@@ -579,7 +579,7 @@ def test_development_figures(
 # yet, see docs/answers.md).
 BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
 BLIND_FLOOR = {
-    "en": {"answered right": 0.78, "top-1": 0.91},  # 61 and 71 of 78
+    "en": {"answered right": 0.82, "top-1": 0.91},  # 64 and 71 of 78 (61 answered before round 9)
     "zh": {"answered right": 0.83, "top-1": 0.94},  # 65 and 74 of 78
 }
 
@@ -644,9 +644,9 @@ def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) ->
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 targets not reached yet: answered right on blind.json en 0.782 / zh 0.833, "
-    "on blind_v2.json en 0.625 / zh 0.833, on blind_v3.json en 0.708 / zh 0.806, on blind_v4.json "
-    "en 0.722 / zh 0.944, on blind_v5.json en 0.653 / zh 0.889 (target 0.85); answered wrong on "
+    reason="issue 16 targets not reached yet: answered right on blind.json en 0.821 / zh 0.833, "
+    "on blind_v2.json en 0.694 / zh 0.833, on blind_v3.json en 0.778 / zh 0.806, on blind_v4.json "
+    "en 0.847 / zh 0.944, on blind_v5.json en 0.806 / zh 0.889 (target 0.85); answered wrong on "
     "blind_v2.json en 0.056 (target 0.05); off-topic answered: blind_v4.json zh 1 of 36, "
     "blind_v5.json zh 2 of 36 (every other set: all escalated)",
 )
@@ -666,7 +666,7 @@ def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
 # Blind set v2: written before the work that followed the first blind set's last figures, scored
 # once when that work was done (docs/answers.md); floors at what that scoring measured.
 BLIND_V2_FLOOR = {
-    "en": {"answered right": 0.62, "top-1": 0.80},  # 45 and 58 of 72
+    "en": {"answered right": 0.69, "top-1": 0.86},  # 50 and 62 of 72 (45 and 58 before round 9)
     "zh": {"answered right": 0.83, "top-1": 0.90},  # 60 and 65 of 72 (top-1 was 68 before round 8)
 }
 # answered wrong: English 4 of 72 when scored, above the target (test_blind_targets); Chinese 0
@@ -696,10 +696,10 @@ def test_blind_v2_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str])
 # scored on the unchanged model, no tuning in between (docs/answers.md); floors at what that
 # scoring measured (one question fewer answered right, or one more answered wrong, fails).
 BLIND_V3_FLOOR = {
-    "en": {"answered right": 0.70, "top-1": 0.86},  # 51 and 62 of 72
+    "en": {"answered right": 0.77, "top-1": 0.88},  # 56 and 64 of 72 (51 and 62 before round 9)
     "zh": {"answered right": 0.80, "top-1": 0.91},  # 58 and 66 of 72
 }
-BLIND_V3_MAX_WRONG = {"en": 0.014, "zh": 0.014}  # 1 of 72 each (none before round 8)
+BLIND_V3_MAX_WRONG = {"en": 0.0, "zh": 0.014}  # 0 and 1 of 72 (en: 1 in round 8, 0 since round 9)
 
 
 def _check_blind(
@@ -746,7 +746,7 @@ def test_blind_v3_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str])
 # questions were answered when it was scored (about other companies' accounts, cards and wallets, an
 # airdrop, a price prediction): recorded here, not tuned on.
 BLIND_V4_FLOOR = {
-    "en": {"answered right": 0.72, "top-1": 0.94},  # 52 and 68 of 72
+    "en": {"answered right": 0.84, "top-1": 0.95},  # 61 and 69 of 72 (52 and 68 before round 9)
     "zh": {"answered right": 0.94, "top-1": 0.95},  # 68 and 69 of 72
 }
 BLIND_V4_MAX_WRONG = {"en": 0.028, "zh": 0.014}  # 2 and 1 of 72 (1 and 2 when scored)
@@ -757,10 +757,10 @@ BLIND_V4_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 35}  # of 36 each (31 and 36 whe
 # committed (c7681c9, docs/answers.md); floors at what that scoring measured (one question fewer
 # answered right, one more answered wrong or one more off-topic question answered fails).
 BLIND_V5_FLOOR = {
-    "en": {"answered right": 0.65, "top-1": 0.95},  # 47 and 69 of 72
+    "en": {"answered right": 0.80, "top-1": 0.98},  # 58 and 71 of 72 (47 and 69 when scored)
     "zh": {"answered right": 0.88, "top-1": 0.95},  # 64 and 69 of 72
 }
-BLIND_V5_MAX_WRONG = {"en": 0.014, "zh": 0.0}  # 1 and 0 of 72 when scored
+BLIND_V5_MAX_WRONG = {"en": 0.0, "zh": 0.0}  # 0 of 72 each (en: 1 when scored, 0 since round 9)
 BLIND_V5_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 34}  # of 36 each when scored
 
 
