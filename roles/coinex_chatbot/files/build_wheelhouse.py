@@ -377,7 +377,10 @@ def cached(argv: list[str] | None) -> dict | None:
     target's complete wheelhouse and its archive), without building or importing pip; None when
     something needs building. A no-op deploy's check: the coinex_chatbot_build action calls it
     in its own process, and runs this script only when it returns None."""
-    found = layout(parse_args(argv))
+    return cached_result(layout(parse_args(argv)))
+
+
+def cached_result(found: dict) -> dict | None:
     wheels = sorted(found["app_dir"].glob("*.whl"))
     houses = found["wheelhouses"].values()
     if not wheels or not all(
@@ -388,11 +391,11 @@ def cached(argv: list[str] | None) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (done := cached(argv)) is not None:
+    args = parse_args(argv)
+    found = layout(args)  # the source and lock hashed once, for the check and the build
+    if (done := cached_result(found)) is not None:
         print(json.dumps(done))
         return 0
-    args = parse_args(argv)
-    found = layout(args)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     isolated = not build_requirements_met(found["pyproject"]["build-system"]["requires"])
     changed = build_app_wheel(pip, found["app_src"], found["app_dir"], isolated)
