@@ -42,24 +42,12 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("argv: the controller's Python, build_wheelhouse.py, options")
         found = load_script(argv[1]).cached(argv[2:])
         if found is not None:
-            stdout = json.dumps(found)
-            return result | {
-                "rc": 0,
-                "stdout": stdout,
-                "stderr": "",
-                "cmd": argv,
-                "changed": False,
-                "in_process": True,
-            }
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        result |= {
-            "rc": proc.returncode,
-            "stdout": proc.stdout.strip(),
-            "stderr": proc.stderr,
-            "cmd": argv,
-            "changed": False,
-            "in_process": False,
-        }
-        if proc.returncode != 0:
-            result |= {"failed": True, "msg": f"non-zero return code {proc.returncode}"}
+            rc, stdout, stderr = 0, json.dumps(found), ""
+        else:
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+            rc, stdout, stderr = proc.returncode, proc.stdout.strip(), proc.stderr
+        result |= {"rc": rc, "stdout": stdout, "stderr": stderr, "cmd": argv, "changed": False}
+        result["in_process"] = found is not None
+        if rc != 0:
+            result |= {"failed": True, "msg": f"non-zero return code {rc}"}
         return result
