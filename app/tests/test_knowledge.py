@@ -5,24 +5,14 @@ Figures are printed on every run, the development set apart from the blind one:
 * development: tests/data/heldout.json (questions written apart from the corpus, paraphrased the
   way customers write; tuned on) and the customer phrasings (phrasings/*.json), each asked of an
   index built without its fold (5-fold cross-validation, as the confidence is fitted);
-* blind: tests/data/blind.json (questions in customers' words, situations rather than topics,
-  committed before the phrasings, the Chinese segmentation and the calibration were built; not
-  used to fit anything, but its aggregate figures were seen while they were built, see
-  docs/answers.md), plus its off-topic questions;
-* blind v2: tests/data/blind_v2.json (written when blind.json had been seen too often, before the
-  work that followed; scored once at its end), printed apart from the others;
-* blind v3: tests/data/blind_v3.json (written after blind v2 had been scored, before the round of
-  work that followed; scored once at its end), printed apart from the others;
-* blind v4: tests/data/blind_v4.json (written after blind v3 had been scored, before the seventh
-  round of work; scored once at its end), printed apart from the others;
-* blind v5: tests/data/blind_v5.json (written after blind v4 had been scored, before the eighth
-  round of work; scored once at its end), printed apart from the others;
+* earlier blind sets: tests/data/blind.json and blind_v2.json ... blind_v5.json, each written
+  before a round of work and scored once at its end (docs/answers.md). After the ninth round's
+  first step they were folded into the training text: every question of theirs is a customer
+  phrasing of its article, every off-topic question one of off_topic.json
+  (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
 * blind v6: tests/data/blind_v6.json (written after blind v5 had been scored, before the ninth
-  round of work): only its shape and its distance from the training text are tested; it is not
+  round of work; nothing is fitted on it, and nothing near it is in the training text): not
   scored until that round ends.
-
-The floors of blind v1-v5 are what the model measures on them after the ninth round's first step
-(docs/answers.md): they had all been seen by then, and guard against regressions only.
 """
 
 from __future__ import annotations
@@ -70,8 +60,9 @@ BLIND_V2 = json.loads((DATA / "blind_v2.json").read_text("utf-8"))  # see its _c
 BLIND_V3 = json.loads((DATA / "blind_v3.json").read_text("utf-8"))  # see its _comment
 BLIND_V4 = json.loads((DATA / "blind_v4.json").read_text("utf-8"))  # see its _comment
 BLIND_V5 = json.loads((DATA / "blind_v5.json").read_text("utf-8"))  # see its _comment
-# written after blind v5 had been scored, before the ninth round; not scored yet (see its _comment)
+# written after blind v5 had been scored, before the ninth round (see its _comment)
 BLIND_V6 = json.loads((DATA / "blind_v6.json").read_text("utf-8"))
+EARLIER_BLIND = (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5)  # training text since round 9
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
 MIN_ACCURACY = 0.8
@@ -294,42 +285,9 @@ def _shingles(text: str) -> set[str]:
     return latin | {run[i : i + 2] for run in runs for i in range(len(run) - 1)}
 
 
-# Training text (phrasings, a keyword, off-topic questions) that was there before blind set v4 was
-# written and that 14 of v4's questions (6 en + 1 zh questions, 3 en + 4 zh off-topic) come within
-# the near-copy measure of. Dropping it would have broken the older blind sets' floors, so it was
-# kept and v4's figures are also given without those questions (docs/answers.md, seventh round).
-# Nothing else may come near a v4 question.
-V4_NEAR_COPIES_BEFORE_V4 = frozenset(
-    [
-        "my key only works from my vps, how to set",
-        "how do i restrict my api key so it only works from my vps",
-        "sent 0.5 usdt as a test and it never showed",
-        "how do I get my profits out as pounds to my uk bank",
-        "how to change from 20x to 5x",
-        "how do i change my leverage from 20x to 5x",
-        "the seller asked me in chat to pay to a different account than the one in the order, "
-        "is that ok?",
-        "I got a text with a link saying my account will be closed unless I log in now, "
-        "is it real?",
-        "how do I reset my login password",
-        "提现被取消了，为什么",
-        "reset password",
-        "who won the nba finals last year",
-        "help me write a cover letter for a marketing job",
-        "how to reset my gmail password",
-        "how do I reset my playstation password",
-        "QQ密码忘了怎么找回",
-        "京东白条怎么还款",
-        "招商银行信用卡怎么注销",
-        "微信聊天记录怎么迁移到新手机",
-        "信用卡年费怎么免",
-    ]
-)
-
-
 def test_blind_questions_are_not_in_the_training_text() -> None:
-    """No phrasing, keyword or off-topic question the confidence is fitted on copies a blind one
-    (for blind v4: none but the texts of ``V4_NEAR_COPIES_BEFORE_V4``)."""
+    """No phrasing, keyword or off-topic question the model is fitted on comes near a question of
+    the blind set (the near-copy measure: word and character-pair overlap >= 0.5)."""
     texts: dict[str, list[str]] = {"en": [], "zh": []}
     for parts in load_phrasings().values():
         for lang in texts:
@@ -339,18 +297,28 @@ def test_blind_questions_are_not_in_the_training_text() -> None:
             texts[lang] += record[lang].get("keywords", [])
     for lang, questions in load_off_topic().items():
         texts[lang] += questions
-    blind = [
-        (q, data is BLIND_V4)
-        for data in (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6)
-        for q in data["questions"] + data["off_topic"]
-    ]
-    for q, v4 in blind:
+    for q in BLIND_V6["questions"] + BLIND_V6["off_topic"]:
         mine = _shingles(q["q"])
         for text in texts[q["lang"]]:
-            if v4 and text in V4_NEAR_COPIES_BEFORE_V4:
-                continue
             other = _shingles(text)
             assert len(mine & other) / max(1, len(mine | other)) < 0.5, (q["q"], text)
+
+
+# The one question of the earlier blind sets that is not a phrasing: an English question with a
+# Chinese word (phrasings are in their language's script; the app reads it as English).
+NOT_FOLDED = frozenset(["USDT提现fee why 1 usdt when im only sending 20?? thats 5% lol"])
+
+
+def test_earlier_blind_sets_are_training_text() -> None:
+    """Blind sets v1-v5, scored and seen, are training text: each question a phrasing of the
+    article it expects, each off-topic question one of off_topic.json."""
+    phrasings, off_topic = load_phrasings(), load_off_topic()
+    for data in EARLIER_BLIND:
+        for q in data["questions"]:
+            if q["q"] not in NOT_FOLDED:
+                assert q["q"] in phrasings[q["expected"]][q["lang"]], q
+        for q in data["off_topic"]:
+            assert q["q"] in off_topic[q["lang"]], q
 
 
 @pytest.mark.parametrize(
@@ -574,17 +542,14 @@ def test_development_figures(
         print("\n" + "\n".join(lines))
 
 
-# Issue 16's targets for the blind sets, per language; the floors are what this build measures (one
-# question fewer answered right fails) and guard against regressions (the targets are not reached
-# yet, see docs/answers.md).
+# Issue 16's targets, per language: on the blind set, at least this share answered right and at most
+# this share answered wrong, and every off-topic question escalated.
 BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
-BLIND_FLOOR = {
-    "en": {"answered right": 0.82, "top-1": 0.91},  # 64 and 71 of 78 (61 answered before round 9)
-    "zh": {"answered right": 0.83, "top-1": 0.94},  # 65 and 74 of 78
-}
 
 
-def _blind(kb: KnowledgeBase, lang: str, data: dict = BLIND) -> tuple[dict[str, float], int, int]:
+def _blind(
+    kb: KnowledgeBase, lang: str, data: dict = BLIND_V6
+) -> tuple[dict[str, float], int, int]:
     figures = _figures(_asked(kb, [q for q in data["questions"] if q["lang"] == lang]))
     off = [kb.answer(q["q"]).confidence for q in data["off_topic"] if q["lang"] == lang]
     return figures, sum(c < THRESHOLD for c in off), len(off)
@@ -623,163 +588,6 @@ def test_blind_v2_v3_shape(kb: KnowledgeBase, data: dict, earlier: list[dict]) -
         assert all(bool(CJK.search(q["q"])) for q in questions if lang == "zh")
     old = {q["q"] for d in earlier for q in d["questions"] + d["off_topic"]}
     assert not old & {q["q"] for q in data["questions"] + data["off_topic"]}
-
-
-def test_blind_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = ["blind set (blind.json; nothing is fitted on it):"]
-    for lang in ("en", "zh"):
-        figures, escalated, n_off = _blind(kb, lang)
-        n = sum(q["lang"] == lang for q in BLIND["questions"])
-        lines += [
-            _line(f"{lang} questions", figures, n),
-            f"  {lang} off-topic escalated {escalated}/{n_off}",
-        ]
-        assert figures["answered wrong"] <= BLIND_TARGET_WRONG
-        for name, floor in BLIND_FLOOR[lang].items():
-            assert figures[name] >= floor, (lang, name, figures[name])
-        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 targets not reached yet: answered right on blind.json en 0.821 / zh 0.833, "
-    "on blind_v2.json en 0.694 / zh 0.833, on blind_v3.json en 0.778 / zh 0.806, on blind_v4.json "
-    "en 0.847 / zh 0.944, on blind_v5.json en 0.806 / zh 0.889 (target 0.85); answered wrong on "
-    "blind_v2.json en 0.056 (target 0.05); off-topic answered: blind_v4.json zh 1 of 36, "
-    "blind_v5.json zh 2 of 36 (every other set: all escalated)",
-)
-@pytest.mark.parametrize(
-    "data",
-    [BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5],
-    ids=["blind", "blind_v2", "blind_v3", "blind_v4", "blind_v5"],
-)
-def test_blind_targets(kb: KnowledgeBase, data: dict) -> None:
-    for lang in ("en", "zh"):
-        figures, escalated, n_off = _blind(kb, lang, data)
-        assert figures["answered right"] >= BLIND_TARGET_RIGHT, (lang, figures)
-        assert figures["answered wrong"] <= BLIND_TARGET_WRONG, (lang, figures)
-        assert escalated == n_off, (lang, escalated, n_off)
-
-
-# Blind set v2: written before the work that followed the first blind set's last figures, scored
-# once when that work was done (docs/answers.md); floors at what that scoring measured.
-BLIND_V2_FLOOR = {
-    "en": {"answered right": 0.69, "top-1": 0.86},  # 50 and 62 of 72 (45 and 58 before round 9)
-    "zh": {"answered right": 0.83, "top-1": 0.90},  # 60 and 65 of 72 (top-1 was 68 before round 8)
-}
-# answered wrong: English 4 of 72 when scored, above the target (test_blind_targets); Chinese 0
-BLIND_V2_MAX_WRONG = {"en": 0.056, "zh": BLIND_TARGET_WRONG}
-
-
-def test_blind_v2_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = ["blind set v2 (blind_v2.json; written before tuning, nothing is fitted on it):"]
-    for lang in ("en", "zh"):
-        figures, escalated, n_off = _blind(kb, lang, BLIND_V2)
-        n = sum(q["lang"] == lang for q in BLIND_V2["questions"])
-        lines += [
-            _line(f"{lang} questions", figures, n),
-            f"  {lang} off-topic escalated {escalated}/{n_off}",
-        ]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    for lang in ("en", "zh"):
-        figures, escalated, n_off = _blind(kb, lang, BLIND_V2)
-        assert figures["answered wrong"] <= BLIND_V2_MAX_WRONG[lang], (lang, figures)
-        for name, floor in BLIND_V2_FLOOR[lang].items():
-            assert figures[name] >= floor, (lang, name, figures[name])
-        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
-
-
-# Blind set v3: written before the sixth round's work; that round's change was reverted and v3 was
-# scored on the unchanged model, no tuning in between (docs/answers.md); floors at what that
-# scoring measured (one question fewer answered right, or one more answered wrong, fails).
-BLIND_V3_FLOOR = {
-    "en": {"answered right": 0.77, "top-1": 0.88},  # 56 and 64 of 72 (51 and 62 before round 9)
-    "zh": {"answered right": 0.80, "top-1": 0.91},  # 58 and 66 of 72
-}
-BLIND_V3_MAX_WRONG = {"en": 0.0, "zh": 0.014}  # 0 and 1 of 72 (en: 1 in round 8, 0 since round 9)
-
-
-def _check_blind(
-    kb: KnowledgeBase,
-    capsys: pytest.CaptureFixture[str],
-    title: str,
-    data: dict,
-    floor: dict[str, dict[str, float]],
-    max_wrong: dict[str, float],
-    off_topic_escalated: dict[str, int] | None = None,
-) -> None:
-    """Print a blind set's figures per language, then assert its floors: answered wrong at most
-    max_wrong, each figure of floor at least its value, and every off-topic question escalated
-    (or at least off_topic_escalated[lang] of them, as many as when the set was scored)."""
-    lines = [title]
-    measured = {}
-    for lang in ("en", "zh"):
-        figures, escalated, n_off = measured[lang] = _blind(kb, lang, data)
-        n = sum(q["lang"] == lang for q in data["questions"])
-        lines += [
-            _line(f"{lang} questions", figures, n),
-            f"  {lang} off-topic escalated {escalated}/{n_off}",
-        ]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    for lang, (figures, escalated, n_off) in measured.items():
-        assert figures["answered wrong"] <= max_wrong[lang], (lang, figures)
-        for name, value in floor[lang].items():
-            assert figures[name] >= value, (lang, name, figures[name])
-        if off_topic_escalated is None:
-            assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
-        else:
-            assert escalated >= off_topic_escalated[lang], (lang, escalated, n_off)
-
-
-def test_blind_v3_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
-    title = "blind set v3 (blind_v3.json; written before tuning, nothing is fitted on it):"
-    _check_blind(kb, capsys, title, BLIND_V3, BLIND_V3_FLOOR, BLIND_V3_MAX_WRONG)
-
-
-# Blind set v4: written before the seventh round's work, scored once when that work was committed
-# (docs/answers.md); floors at what that scoring measured (one question fewer answered right, one
-# more answered wrong or one more off-topic question answered fails). Five English off-topic
-# questions were answered when it was scored (about other companies' accounts, cards and wallets, an
-# airdrop, a price prediction): recorded here, not tuned on.
-BLIND_V4_FLOOR = {
-    "en": {"answered right": 0.84, "top-1": 0.95},  # 61 and 69 of 72 (52 and 68 before round 9)
-    "zh": {"answered right": 0.94, "top-1": 0.95},  # 68 and 69 of 72
-}
-BLIND_V4_MAX_WRONG = {"en": 0.028, "zh": 0.014}  # 2 and 1 of 72 (1 and 2 when scored)
-BLIND_V4_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 35}  # of 36 each (31 and 36 when scored)
-
-
-# Blind set v5: written before the eighth round's work (7c62d44), scored once when that work was
-# committed (c7681c9, docs/answers.md); floors at what that scoring measured (one question fewer
-# answered right, one more answered wrong or one more off-topic question answered fails).
-BLIND_V5_FLOOR = {
-    "en": {"answered right": 0.80, "top-1": 0.98},  # 58 and 71 of 72 (47 and 69 when scored)
-    "zh": {"answered right": 0.88, "top-1": 0.95},  # 64 and 69 of 72
-}
-BLIND_V5_MAX_WRONG = {"en": 0.0, "zh": 0.0}  # 0 of 72 each (en: 1 when scored, 0 since round 9)
-BLIND_V5_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 34}  # of 36 each when scored
-
-
-# the sets scored with a count of off-topic questions escalated as their floor
-BLIND_LATER = {
-    "v4": (BLIND_V4, BLIND_V4_FLOOR, BLIND_V4_MAX_WRONG, BLIND_V4_OFF_TOPIC_ESCALATED),
-    "v5": (BLIND_V5, BLIND_V5_FLOOR, BLIND_V5_MAX_WRONG, BLIND_V5_OFF_TOPIC_ESCALATED),
-}
-
-
-@pytest.mark.parametrize("name", sorted(BLIND_LATER))
-def test_blind_v4_v5_figures(
-    kb: KnowledgeBase, capsys: pytest.CaptureFixture[str], name: str
-) -> None:
-    data, floor, max_wrong, off_topic_escalated = BLIND_LATER[name]
-    for lang in ("en", "zh"):  # the off-topic floors are counts of these 36
-        assert sum(q["lang"] == lang for q in data["off_topic"]) == 36, lang
-    title = f"blind set {name} (blind_{name}.json; written before tuning, nothing is fitted on it):"
-    _check_blind(kb, capsys, title, data, floor, max_wrong, off_topic_escalated)
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:

@@ -46,7 +46,11 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
       and its off-topic probability;
     * other_service: 1 if the question names another company's product or service (Microsoft,
       Telegram, QQ, 12306, a bank, stocks ... ``_OTHER_SERVICES_EN`` / ``_ZH``), else 0: the
-      gate only.
+      gate only;
+    * other_exchange: 1 if the question names another exchange or wallet (Binance, MetaMask,
+      币安, 小狐狸 ... ``_EXCHANGES_EN`` / ``_ZH``), else 0: the gate only. Customers name them
+      both where coins come from or go to (on topic) and about their own accounts and support
+      (off topic); the gate weighs it with the classifier's off-topic probability.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
     about the help centre at all?) and the right-article model (does its best article answer
@@ -133,6 +137,7 @@ FEATURES = (
     "clf_max",
     "clf_off",
     "other_service",
+    "other_exchange",
 )
 OPERATING_THRESHOLD = 0.35  # the default CHATBOT_CONFIDENCE_THRESHOLD (config.py, the role)
 MAX_WRONG_SHARE = 0.04  # operating point: at most this share of phrasings answered wrong (in
@@ -201,6 +206,20 @@ _OTHER_SERVICES_ZH = wordset(
     手机银行
     """
 )
+# Other exchanges and wallets (Latin names as written, Chinese names and nicknames).
+_EXCHANGES_EN = wordset(
+    """
+    binance okx okex bybit kraken coinbase kucoin huobi htx bitget mexc bitfinex bitstamp gemini
+    upbit bithumb bitmart poloniex lbank bingx phemex gateio metamask ledger trezor onekey exodus
+    phantom tronlink tokenpocket imtoken safepal electrum keplr rabby trustwallet uniswap
+    pancakeswap
+    """
+)
+_EXCHANGES_ZH = wordset(
+    """
+    币安 欧易 火币 抹茶 库币 芝麻开门 小狐狸 狐狸钱包 tp钱包 imtoken metamask binance okx bybit
+    """
+)
 _LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -210,6 +229,14 @@ def _other_service(text: str) -> float:
     if any(word in _OTHER_SERVICES_EN for word in _LATIN_WORD_RE.findall(lowered)):
         return 1.0
     return float(any(name in lowered for name in _OTHER_SERVICES_ZH))
+
+
+def _other_exchange(text: str) -> float:
+    """1 if ``text`` names another exchange or wallet (``_EXCHANGES_EN``/_ZH)."""
+    lowered = text.lower()
+    if any(word in _EXCHANGES_EN for word in _LATIN_WORD_RE.findall(lowered.replace(".", ""))):
+        return 1.0
+    return float(any(name in lowered for name in _EXCHANGES_ZH))
 
 
 # Words every online service uses (accounts, passwords, cards, orders, fees...): a question
@@ -634,7 +661,7 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
     own (not one every online service uses), and an unknown word without one ("my twitter
     account")."""
     coverage, unknown, strength, _margin, closest, gap, specific, _closest_margin, crypto = f[:9]
-    clf_max, clf_off, other = f[12], f[13], f[14]
+    clf_max, clf_off, other, exchange = f[12], f[13], f[14], f[15]
     has_unknown, has_own = float(unknown > 0), float(specific > 0)
     return np.array(
         [
@@ -655,6 +682,8 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
             math.log(clf_off + 1e-6),
             other,
             other * (1 - crypto),
+            exchange,
+            exchange * clf_off,
         ]
     )
 
@@ -921,6 +950,7 @@ class KnowledgeBase:
                     float(p.max()),
                     off,
                     _other_service(ranked.text),
+                    _other_exchange(ranked.text),
                 ],
             ]
         )
