@@ -11,8 +11,9 @@ Figures are printed on every run, the development set apart from the blind one:
   phrasing of its article, every off-topic question one of off_topic.json
   (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
 * blind v6: tests/data/blind_v6.json (written after blind v5 had been scored, before the ninth
-  round of work; nothing is fitted on it, and nothing near it is in the training text): not
-  scored until that round ends.
+  round of work; nothing is fitted on it, and nothing near it is in the training text): scored
+  once at the end of the ninth round, printed apart from the development figures, with floors
+  at what that scoring measured.
 """
 
 from __future__ import annotations
@@ -588,6 +589,58 @@ def test_blind_v2_v3_shape(kb: KnowledgeBase, data: dict, earlier: list[dict]) -
         assert all(bool(CJK.search(q["q"])) for q in questions if lang == "zh")
     old = {q["q"] for d in earlier for q in d["questions"] + d["off_topic"]}
     assert not old & {q["q"] for q in data["questions"] + data["off_topic"]}
+
+
+# Blind set v6: written before the ninth round's work (b6f9731), scored once when that round's model
+# was final (docs/answers.md); floors at what that scoring measured: one question fewer answered
+# right or on top, one more answered wrong or one off-topic question answered fails.
+BLIND_V6_FLOOR = {
+    "en": {"answered right": 0.76, "top-1": 0.94},  # 55 and 68 of 72
+    "zh": {"answered right": 0.90, "top-1": 0.94},  # 65 and 68 of 72
+}
+BLIND_V6_MAX_WRONG = {"en": 0.014, "zh": 0.014}  # 1 of 72 each
+
+
+def test_blind_v6_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    title = "blind set v6 (blind_v6.json; written before the ninth round; nothing is fitted on it):"
+    lines = [title]
+    measured = {}
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = measured[lang] = _blind(kb, lang)
+        n = sum(q["lang"] == lang for q in BLIND_V6["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for lang, (figures, escalated, n_off) in measured.items():
+        assert n_off == 36, lang
+        assert figures["answered wrong"] <= BLIND_V6_MAX_WRONG[lang], (lang, figures)
+        for name, floor in BLIND_V6_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated == n_off, (lang, escalated, n_off)  # every off-topic question
+
+
+@pytest.mark.parametrize(
+    "lang",
+    [
+        pytest.param(
+            "en",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 16's target not reached in English: blind_v6.json answered right "
+                "0.764 (target 0.85), 13 of its 68 right top-1 answers escalated",
+            ),
+        ),
+        "zh",
+    ],
+)
+def test_blind_targets(kb: KnowledgeBase, lang: str) -> None:
+    figures, escalated, n_off = _blind(kb, lang)
+    assert figures["answered right"] >= BLIND_TARGET_RIGHT, figures
+    assert figures["answered wrong"] <= BLIND_TARGET_WRONG, figures
+    assert escalated == n_off, (escalated, n_off)
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
