@@ -50,7 +50,10 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
     * other_exchange: 1 if the question names another exchange or wallet (Binance, MetaMask,
       币安, 小狐狸 ... ``_EXCHANGES_EN`` / ``_ZH``), else 0: the gate only. Customers name them
       both where coins come from or go to (on topic) and about their own accounts and support
-      (off topic); the gate weighs it with the classifier's off-topic probability.
+      (off topic); the gate weighs it with the classifier's off-topic probability;
+    * addressed: 1 if the question speaks of this exchange (CoinEx, "your app", "here", 你们,
+      平台 ... ``_ADDRESSED_EN`` / ``_ZH``), else 0: the gate only. One English phrasing in seven
+      does, one off-topic question in four hundred.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
     about the help centre at all?) and the right-article model (does its best article answer
@@ -138,6 +141,7 @@ FEATURES = (
     "clf_off",
     "other_service",
     "other_exchange",
+    "addressed",
 )
 OPERATING_THRESHOLD = 0.35  # the default CHATBOT_CONFIDENCE_THRESHOLD (config.py, the role)
 MAX_WRONG_SHARE = 0.04  # operating point: at most this share of phrasings answered wrong (in
@@ -221,6 +225,12 @@ _EXCHANGES_ZH = wordset(
     """
 )
 _LATIN_WORD_RE = re.compile(r"[a-z0-9]+")
+# The question speaks of this exchange: its name, "your app", "here", "这个平台", "你们".
+_ADDRESSED_EN = re.compile(
+    r"\b(?:coinex|here|this (?:app|site|exchange|platform)|your (?:\w+ )?(?:app|site|website"
+    r"|exchange|platform|end|side|support|team|mails?|emails?|codes?|system))\b"
+)
+_ADDRESSED_ZH = re.compile(r"coinex|你们|贵平台|这个平台|本平台|这边|这里|平台上|站内")
 
 
 def _other_service(text: str) -> float:
@@ -229,6 +239,12 @@ def _other_service(text: str) -> float:
     if any(word in _OTHER_SERVICES_EN for word in _LATIN_WORD_RE.findall(lowered)):
         return 1.0
     return float(any(name in lowered for name in _OTHER_SERVICES_ZH))
+
+
+def _addressed(text: str) -> float:
+    """1 if ``text`` speaks of this exchange (``_ADDRESSED_EN``/_ZH)."""
+    lowered = text.lower()
+    return float(bool(_ADDRESSED_EN.search(lowered) or _ADDRESSED_ZH.search(lowered)))
 
 
 def _other_exchange(text: str) -> float:
@@ -658,10 +674,11 @@ def _is_unit(token: str) -> bool:
 def _gate_inputs(f: np.ndarray) -> np.ndarray:
     """Inputs of "the question is about the help centre" (see ``Calibration``): with the
     features, whether it has an unknown word, whether it has a covered word of the help centre's
-    own (not one every online service uses), and an unknown word without one ("my twitter
-    account")."""
+    own (not one every online service uses), an unknown word without one ("my twitter
+    account"), and another exchange or wallet named together with the classifier's off-topic
+    probability ("my binance withdrawal is stuck" against "moved XRP over from binance")."""
     coverage, unknown, strength, _margin, closest, gap, specific, _closest_margin, crypto = f[:9]
-    clf_max, clf_off, other, exchange = f[12], f[13], f[14], f[15]
+    clf_max, clf_off, other, exchange, addressed = f[12], f[13], f[14], f[15], f[16]
     has_unknown, has_own = float(unknown > 0), float(specific > 0)
     return np.array(
         [
@@ -684,6 +701,7 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
             other * (1 - crypto),
             exchange,
             exchange * clf_off,
+            addressed,
         ]
     )
 
@@ -951,6 +969,7 @@ class KnowledgeBase:
                     off,
                     _other_service(ranked.text),
                     _other_exchange(ranked.text),
+                    _addressed(ranked.text),
                 ],
             ]
         )
