@@ -154,8 +154,10 @@ OFF_TOPIC_MARGIN = 0.25  # log-odds by which an off-topic question misses a cut
 # operating point: at most this share of off_topic.json's questions may come within the margin.
 # None (the rule before) let the single hardest of them (another company's card, another
 # exchange's own account) set both cuts: with the near-domain questions added to off_topic.json,
-# English phrasings answered right fell from 0.57 to 0.36 (cross-validated).
-OFF_TOPIC_ALLOWED_SHARE = 0.02
+# English phrasings answered right fell from 0.57 to 0.36 (cross-validated). 2 % until the
+# eleventh round; at 1 % the earlier blind sets' off-topic questions, cross-validated, are all
+# escalated (2 + 2 of 482 answered at 2 %) and their questions answered right fall by 0.01-0.02.
+OFF_TOPIC_ALLOWED_SHARE = 0.01
 CUT_GRID = 101  # candidate cuts per model: quantiles of the phrasings' log-odds
 
 # Coin tickers: they help ranking (XRP -> memo) but do not make a question on-topic.
@@ -198,7 +200,8 @@ _OTHER_SERVICES_EN = wordset(
     venmo cashapp zelle chase wellsfargo hsbc barclays linkedin youtube wechat alipay taobao
     shopify etsy doordash lyft zoom skype gmail telegram discord robinhood webull etrade stock
     stocks hulu verizon genshin insurance loan loans mortgage wages salary landlord lottery bank
-    banks
+    banks paypal wise revolut monzo n26 payoneer skrill neteller moneygram protonmail aol gmx
+    yandex
     """
 )
 _OTHER_SERVICES_ZH = wordset(
@@ -207,7 +210,7 @@ _OTHER_SERVICES_ZH = wordset(
     王者荣耀 携程 工商银行 建设银行 招商银行 农业银行 中国银行 医保 社保 公积金 驾照 驾驶证
     苹果id 信用卡账单 花呗 借呗 闲鱼 学信网 个税 股票 a股 港股 美股 基金
     话费 流量套餐 余额宝 零钱 和平精英 原神 王者 游戏 外卖 快递 房贷 车贷 车险 保险 贷款 彩票 工资
-    手机银行
+    手机银行 163邮箱 126邮箱 网易邮箱 新浪邮箱 微信支付 云闪付 银联
     """
 )
 # Other exchanges and wallets (Latin names as written, Chinese names and nicknames).
