@@ -11,8 +11,9 @@ Figures are printed on every run, the development set apart from the blind one:
   question of theirs is a customer phrasing of its article, every off-topic question one of
   off_topic.json (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
 * blind v8: tests/data/blind_v8.json (written after blind v7 had been scored, before the
-  eleventh round of work): only its shape and its distance from the training text are tested;
-  it is not scored until that round ends.
+  eleventh round of work; nothing is fitted on it, and nothing near it is in the training text):
+  scored once at the end of the eleventh round, printed apart from the development figures, with
+  floors at what that scoring measured.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ BLIND_V7 = json.loads((DATA / "blind_v7.json").read_text("utf-8"))
 # training text: v1-v5 since the ninth round, v6 since the tenth, v7 since the eleventh (each
 # scored once before)
 EARLIER_BLIND = (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7)
-# written after blind v7 had been scored, before the eleventh round; not scored yet (its _comment)
+# written after blind v7 had been scored, before the eleventh round (see its _comment)
 BLIND_V8 = json.loads((DATA / "blind_v8.json").read_text("utf-8"))
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -619,7 +620,51 @@ def test_blind_v2_v3_shape(kb: KnowledgeBase, data: dict, earlier: list[dict]) -
     assert not old & {q["q"] for q in data["questions"] + data["off_topic"]}
 
 
-# BLIND_V8_SCORING
+# Blind set v8: written before the eleventh round's work (1ee0179), scored once when that round's
+# model was final (40b0f02, docs/answers.md); floors at what that scoring measured: one question
+# fewer answered right or on top, one more answered wrong or one more off-topic question answered
+# fails.
+BLIND_V8_FLOOR = {
+    "en": {"answered right": 0.84, "top-1": 0.95},  # 61 and 69 of 72
+    "zh": {"answered right": 0.97, "top-1": 0.99},  # 70 and 72 of 72
+}
+BLIND_V8_MAX_WRONG = {"en": 0.014, "zh": 0.0}  # 1 and 0 of 72
+BLIND_V8_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 34}  # of 36 each
+
+
+def test_blind_v8_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    title = "blind set v7 (blind_v8.json; written before the tenth round; nothing is fitted on it):"
+    lines = [title]
+    measured = {}
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = measured[lang] = _blind(kb, lang)
+        n = sum(q["lang"] == lang for q in BLIND_V8["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for lang, (figures, escalated, n_off) in measured.items():
+        assert n_off == 36, lang
+        assert figures["answered wrong"] <= BLIND_V8_MAX_WRONG[lang], (lang, figures)
+        for name, floor in BLIND_V8_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated >= BLIND_V8_OFF_TOPIC_ESCALATED[lang], (lang, escalated, n_off)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 16's targets not reached on blind_v8.json: English answers 0.847 right (61 of "
+    "72; target 0.85) with 0.014 wrong and every off-topic question escalated; Chinese answers "
+    "0.972 right, none wrong, but 2 of 36 off-topic questions (a bank's USB key, an ETF) answered",
+)
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_blind_targets(kb: KnowledgeBase, lang: str) -> None:
+    figures, escalated, n_off = _blind(kb, lang)
+    assert figures["answered right"] >= BLIND_TARGET_RIGHT, figures
+    assert figures["answered wrong"] <= BLIND_TARGET_WRONG, figures
+    assert escalated == n_off, (escalated, n_off)
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
