@@ -5,15 +5,11 @@ Figures are printed on every run, the development set apart from the blind one:
 * development: tests/data/heldout.json (questions written apart from the corpus, paraphrased the
   way customers write; tuned on) and the customer phrasings (phrasings/*.json), each asked of an
   index built without its fold (5-fold cross-validation, as the confidence is fitted);
-* earlier blind sets: tests/data/blind.json and blind_v2.json ... blind_v7.json, each written
+* earlier blind sets: tests/data/blind.json and blind_v2.json ... blind_v8.json, each written
   before a round of work and scored once at its end (docs/answers.md). Then they were folded
-  into the training text (v1-v5 in the ninth round, v6 in the tenth, v7 in the eleventh): every
-  question of theirs is a customer phrasing of its article, every off-topic question one of
-  off_topic.json (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
-* blind v8: tests/data/blind_v8.json (written after blind v7 had been scored, before the
-  eleventh round of work; nothing is fitted on it, and nothing near it is in the training text):
-  scored once at the end of the eleventh round, printed apart from the development figures, with
-  floors at what that scoring measured;
+  into the training text (v1-v5 in the ninth round, then one set per round): every question of
+  theirs is a customer phrasing of its article, every off-topic question one of off_topic.json
+  (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
 * blind v9: tests/data/blind_v9.json (written after blind v8 had been scored, before the twelfth
   round of work): only its shape and its distance from the training text are tested; it is not
   scored until that round ends.
@@ -70,11 +66,11 @@ BLIND_V5 = json.loads((DATA / "blind_v5.json").read_text("utf-8"))  # see its _c
 BLIND_V6 = json.loads((DATA / "blind_v6.json").read_text("utf-8"))
 # written after blind v6 had been scored, before the tenth round (see its _comment)
 BLIND_V7 = json.loads((DATA / "blind_v7.json").read_text("utf-8"))
-# training text: v1-v5 since the ninth round, v6 since the tenth, v7 since the eleventh (each
-# scored once before)
-EARLIER_BLIND = (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7)
 # written after blind v7 had been scored, before the eleventh round (see its _comment)
 BLIND_V8 = json.loads((DATA / "blind_v8.json").read_text("utf-8"))
+# training text: v1-v5 since the ninth round, v6 since the tenth, v7 since the eleventh, v8 since
+# the twelfth (each scored once before)
+EARLIER_BLIND = (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8)
 # written after blind v8 had been scored, before the twelfth round; not scored yet (its _comment)
 BLIND_V9 = json.loads((DATA / "blind_v9.json").read_text("utf-8"))
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
@@ -301,7 +297,7 @@ def _shingles(text: str) -> set[str]:
 
 def test_blind_questions_are_not_in_the_training_text() -> None:
     """No phrasing, keyword or off-topic question the model is fitted on comes near a question of
-    blind set v8 or v9 (the near-copy measure: word and character-pair overlap >= 0.5)."""
+    blind set v9 (the near-copy measure: word and character-pair overlap >= 0.5)."""
     texts: dict[str, list[str]] = {"en": [], "zh": []}
     for parts in load_phrasings().values():
         for lang in texts:
@@ -311,7 +307,7 @@ def test_blind_questions_are_not_in_the_training_text() -> None:
             texts[lang] += record[lang].get("keywords", [])
     for lang, questions in load_off_topic().items():
         texts[lang] += questions
-    for q in [q for data in (BLIND_V8, BLIND_V9) for q in data["questions"] + data["off_topic"]]:
+    for q in BLIND_V9["questions"] + BLIND_V9["off_topic"]:
         mine = _shingles(q["q"])
         for text in texts[q["lang"]]:
             other = _shingles(text)
@@ -324,7 +320,7 @@ NOT_FOLDED = frozenset(["USDT提现fee why 1 usdt when im only sending 20?? that
 
 
 def test_earlier_blind_sets_are_training_text() -> None:
-    """Blind sets v1-v7, each scored once and seen since, are training text: each question a
+    """Blind sets v1-v8, each scored once and seen since, are training text: each question a
     phrasing of the article it expects, each off-topic question one of off_topic.json."""
     phrasings, off_topic = load_phrasings(), load_off_topic()
     for data in EARLIER_BLIND:
@@ -581,7 +577,7 @@ BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
 
 
 def _blind(
-    kb: KnowledgeBase, lang: str, data: dict = BLIND_V8
+    kb: KnowledgeBase, lang: str, data: dict = BLIND_V9
 ) -> tuple[dict[str, float], int, int]:
     figures = _figures(_asked(kb, [q for q in data["questions"] if q["lang"] == lang]))
     off = [kb.answer(q["q"]).confidence for q in data["off_topic"] if q["lang"] == lang]
@@ -626,51 +622,7 @@ def test_blind_v2_v3_shape(kb: KnowledgeBase, data: dict, earlier: list[dict]) -
     assert not old & {q["q"] for q in data["questions"] + data["off_topic"]}
 
 
-# Blind set v8: written before the eleventh round's work (1ee0179), scored once when that round's
-# model was final (40b0f02, docs/answers.md); floors at what that scoring measured: one question
-# fewer answered right or on top, one more answered wrong or one more off-topic question answered
-# fails.
-BLIND_V8_FLOOR = {
-    "en": {"answered right": 0.84, "top-1": 0.95},  # 61 and 69 of 72
-    "zh": {"answered right": 0.97, "top-1": 0.99},  # 70 and 72 of 72
-}
-BLIND_V8_MAX_WRONG = {"en": 0.014, "zh": 0.0}  # 1 and 0 of 72
-BLIND_V8_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 34}  # of 36 each
-
-
-def test_blind_v8_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
-    title = "blind set v7 (blind_v8.json; written before the tenth round; nothing is fitted on it):"
-    lines = [title]
-    measured = {}
-    for lang in ("en", "zh"):
-        figures, escalated, n_off = measured[lang] = _blind(kb, lang)
-        n = sum(q["lang"] == lang for q in BLIND_V8["questions"])
-        lines += [
-            _line(f"{lang} questions", figures, n),
-            f"  {lang} off-topic escalated {escalated}/{n_off}",
-        ]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
-    for lang, (figures, escalated, n_off) in measured.items():
-        assert n_off == 36, lang
-        assert figures["answered wrong"] <= BLIND_V8_MAX_WRONG[lang], (lang, figures)
-        for name, floor in BLIND_V8_FLOOR[lang].items():
-            assert figures[name] >= floor, (lang, name, figures[name])
-        assert escalated >= BLIND_V8_OFF_TOPIC_ESCALATED[lang], (lang, escalated, n_off)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16's targets not reached on blind_v8.json: English answers 0.847 right (61 of "
-    "72; target 0.85) with 0.014 wrong and every off-topic question escalated; Chinese answers "
-    "0.972 right, none wrong, but 2 of 36 off-topic questions (a bank's USB key, an ETF) answered",
-)
-@pytest.mark.parametrize("lang", ["en", "zh"])
-def test_blind_targets(kb: KnowledgeBase, lang: str) -> None:
-    figures, escalated, n_off = _blind(kb, lang)
-    assert figures["answered right"] >= BLIND_TARGET_RIGHT, figures
-    assert figures["answered wrong"] <= BLIND_TARGET_WRONG, figures
-    assert escalated == n_off, (escalated, n_off)
+# BLIND_V9_SCORING
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
