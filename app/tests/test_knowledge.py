@@ -11,8 +11,9 @@ Figures are printed on every run, the development set apart from the blind one:
   theirs is a customer phrasing of its article, every off-topic question one of off_topic.json
   (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
 * blind v9: tests/data/blind_v9.json (written after blind v8 had been scored, before the twelfth
-  round of work): only its shape and its distance from the training text are tested; it is not
-  scored until that round ends.
+  round of work; nothing is fitted on it, and nothing near it is in the training text): scored
+  once at the end of the twelfth round, printed apart from the development figures, with floors
+  at what that scoring measured.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ BLIND_V8 = json.loads((DATA / "blind_v8.json").read_text("utf-8"))
 # training text: v1-v5 since the ninth round, v6 since the tenth, v7 since the eleventh, v8 since
 # the twelfth (each scored once before)
 EARLIER_BLIND = (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8)
-# written after blind v8 had been scored, before the twelfth round; not scored yet (its _comment)
+# written after blind v8 had been scored, before the twelfth round (see its _comment)
 BLIND_V9 = json.loads((DATA / "blind_v9.json").read_text("utf-8"))
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -622,7 +623,59 @@ def test_blind_v2_v3_shape(kb: KnowledgeBase, data: dict, earlier: list[dict]) -
     assert not old & {q["q"] for q in data["questions"] + data["off_topic"]}
 
 
-# BLIND_V9_SCORING
+# Blind set v9: written before the twelfth round's work (f8a8147), scored once when that round's
+# model was final (b110a7a, docs/answers.md); floors at what that scoring measured: one question
+# fewer answered right or on top, one more answered wrong or one more off-topic question answered
+# fails.
+BLIND_V9_FLOOR = {
+    "en": {"answered right": 0.88, "top-1": 0.98},  # 64 and 71 of 72
+    "zh": {"answered right": 0.98, "top-1": 0.98},  # 71 and 71 of 72
+}
+BLIND_V9_MAX_WRONG = {"en": 0.0, "zh": 0.014}  # 0 and 1 of 72
+BLIND_V9_OFF_TOPIC_ESCALATED = {"en": 35, "zh": 36}  # of 36 each
+
+
+def test_blind_v9_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
+    title = "blind set v9 (blind_v9.json; written before the twelfth round; nothing fitted on it):"
+    lines = [title]
+    measured = {}
+    for lang in ("en", "zh"):
+        figures, escalated, n_off = measured[lang] = _blind(kb, lang)
+        n = sum(q["lang"] == lang for q in BLIND_V9["questions"])
+        lines += [
+            _line(f"{lang} questions", figures, n),
+            f"  {lang} off-topic escalated {escalated}/{n_off}",
+        ]
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for lang, (figures, escalated, n_off) in measured.items():
+        assert n_off == 36, lang
+        assert figures["answered wrong"] <= BLIND_V9_MAX_WRONG[lang], (lang, figures)
+        for name, floor in BLIND_V9_FLOOR[lang].items():
+            assert figures[name] >= floor, (lang, name, figures[name])
+        assert escalated >= BLIND_V9_OFF_TOPIC_ESCALATED[lang], (lang, escalated, n_off)
+
+
+@pytest.mark.parametrize(
+    "lang",
+    [
+        pytest.param(
+            "en",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 16's targets not reached in English on blind_v9.json: 0.889 answered "
+                "right and none wrong meet them, but 1 of 36 off-topic questions (another money-"
+                "transfer company's proof of address) is answered",
+            ),
+        ),
+        "zh",
+    ],
+)
+def test_blind_targets(kb: KnowledgeBase, lang: str) -> None:
+    figures, escalated, n_off = _blind(kb, lang)
+    assert figures["answered right"] >= BLIND_TARGET_RIGHT, figures
+    assert figures["answered wrong"] <= BLIND_TARGET_WRONG, figures
+    assert escalated == n_off, (escalated, n_off)
 
 
 def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
