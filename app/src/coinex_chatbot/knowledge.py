@@ -155,7 +155,7 @@ OFF_TOPIC_MARGIN = 0.25  # log-odds by which an off-topic question misses a cut
 # None (the rule before) let the single hardest of them (another company's card, another
 # exchange's own account) set both cuts: with the near-domain questions added to off_topic.json,
 # English phrasings answered right fell from 0.57 to 0.36 (cross-validated). The eleventh round
-# tried 1 %; with the twelfth round's 240 harder off-topic questions, 2 % lets as few of the
+# tried 1 %; with the twelfth round's 238 harder off-topic questions, 2 % lets as few of the
 # earlier blind sets' off-topic questions through, cross-validated, and answers more of their
 # questions right (docs/answers.md).
 OFF_TOPIC_ALLOWED_SHARE = 0.02
@@ -237,12 +237,17 @@ _ADDRESSED_EN = re.compile(
 _ADDRESSED_ZH = re.compile(r"coinex|你们|贵平台|这个平台|本平台|这边|这里|平台上|站内")
 
 
+def _names_one_of(text: str, latin: frozenset[str], chinese: frozenset[str]) -> float:
+    """1 if ``text`` has a Latin word of ``latin`` or a name of ``chinese`` (case-insensitive)."""
+    lowered = text.lower()
+    if any(word in latin for word in _LATIN_WORD_RE.findall(lowered)):
+        return 1.0
+    return float(any(name in lowered for name in chinese))
+
+
 def _other_service(text: str) -> float:
     """1 if ``text`` names another company's product or service (``_OTHER_SERVICES_EN``/_ZH)."""
-    lowered = text.lower()
-    if any(word in _OTHER_SERVICES_EN for word in _LATIN_WORD_RE.findall(lowered)):
-        return 1.0
-    return float(any(name in lowered for name in _OTHER_SERVICES_ZH))
+    return _names_one_of(text, _OTHER_SERVICES_EN, _OTHER_SERVICES_ZH)
 
 
 def _addressed(text: str) -> float:
@@ -252,11 +257,9 @@ def _addressed(text: str) -> float:
 
 
 def _other_exchange(text: str) -> float:
-    """1 if ``text`` names another exchange or wallet (``_EXCHANGES_EN``/_ZH)."""
-    lowered = text.lower()
-    if any(word in _EXCHANGES_EN for word in _LATIN_WORD_RE.findall(lowered.replace(".", ""))):
-        return 1.0
-    return float(any(name in lowered for name in _EXCHANGES_ZH))
+    """1 if ``text`` names another exchange or wallet (``_EXCHANGES_EN``/_ZH; "Gate.io" is
+    gateio)."""
+    return _names_one_of(text.replace(".", ""), _EXCHANGES_EN, _EXCHANGES_ZH)
 
 
 # Words every online service uses (accounts, passwords, cards, orders, fees...): a question
