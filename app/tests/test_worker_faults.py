@@ -78,15 +78,23 @@ def test_sigkill_mid_message_is_redelivered_and_answered_once(app_env, own_redis
 def test_a_task_program_is_one_process_that_drains_on_term(app_env, own_redis, tmp_path_factory):
     """``python -m coinex_chatbot.worker`` (what Supervisor runs): no child process; TERM while it
     holds a message lets that message finish, then it exits 0 at once (the Dramatiq CLI's main
-    and worker processes each waited in one-second sleeps)."""
+    and worker processes each waited in one-second sleeps). Its ready marker (what the role's
+    health gate waits for) holds its pid once it has booted, and is gone once it has drained; a
+    stale marker of an earlier process is removed before the boot."""
     from coinex_chatbot.config import load_settings
     from coinex_chatbot.runtime import make_broker
     from coinex_chatbot.store import Store, connect
     from coinex_chatbot.tasks import answer_message
 
+    ready_dir = tmp_path_factory.mktemp("ready")
+    marker = ready_dir / "coinex_customer_chatbot_task_00.ready"
+    marker.write_text("1")  # an earlier process's, killed before it could remove it
     env = {**app_env, "REDIS_URL": own_redis.url, "CHATBOT_TASK_DELAY_MS": "1500"}
+    env |= {"CHATBOT_READY_DIR": str(ready_dir), "SUPERVISOR_PROCESS_NAME": marker.stem}
     worker = start_worker(env, tmp_path_factory.mktemp("worker-term"), "term-worker")
     assert _children(worker.proc.pid) == [], "a task program is one process"
+    assert marker.read_text() == str(worker.proc.pid)
+    assert sorted(p.name for p in ready_dir.iterdir()) == [marker.name]  # no partial file left
     store = Store(connect(own_redis.url), 3600, "chatbot:escalations")
     mid = store.add_message(store.create_conversation("en"), "How do I reset my 2FA?", "en")
     make_broker(load_settings(env)).enqueue(answer_message.message(mid))
@@ -99,6 +107,7 @@ def test_a_task_program_is_one_process_that_drains_on_term(app_env, own_redis, t
     assert store.get_message(mid)["status"] == "answered", worker.output()[-2000:]
     assert took < 1.5 + 0.8, f"drained in {took:.2f} s"  # the held message's 1.5 s, then out
     assert '"msg": "draining"' in worker.output() and '"msg": "stopped"' in worker.output()
+    assert not marker.exists(), "a drained process is not ready"
 
 
 def _held(url: str) -> str:

@@ -53,6 +53,11 @@ class Deploy:
             *extra,
         ]  # fmt: skip
 
+    @property
+    def run_dir(self) -> Path:
+        """Where the task processes write their ready markers (CHATBOT_READY_DIR)."""
+        return self.base / "shared/run"
+
     def ctl(self) -> list[str]:
         return [str(self.base / "tools/venv/bin/supervisorctl"), "-c",
                 str(self.base / "local_supervisord.conf")]  # fmt: skip
@@ -75,7 +80,7 @@ class Deploy:
         proc = subprocess.run(
             [PYTHON, "-c", GATE_SCRIPT.read_text(), "--ws", str(ws), "--url", self.url,
              "--question", question, "--expect", expect, "--timeout", str(timeout),
-             "--", *self.ctl()],
+             "--ready-dir", str(self.run_dir), "--", *self.ctl()],
             capture_output=True, text=True, timeout=timeout + 60, check=False,
         )  # fmt: skip
         lines = proc.stdout.strip().splitlines()
@@ -136,7 +141,7 @@ def test_the_gate_passes_on_a_healthy_deploy(healthy: Deploy) -> None:
     result, rc = healthy.gate()
     assert rc == 0 and result["ok"] and result["check"] == "all", result
     assert re.fullmatch(
-        rf"server and 2 task processes RUNNING; GET {re.escape(healthy.url)}/readyz 200; "
+        rf"server and 2 task processes RUNNING, booted; GET {re.escape(healthy.url)}/readyz 200; "
         rf'"{re.escape(QUESTION)}" answered with 2fa-lost-reset \(confidence 0\.\d+\)',
         result["detail"],
     ), result
@@ -144,8 +149,8 @@ def test_the_gate_passes_on_a_healthy_deploy(healthy: Deploy) -> None:
     assert run.rc == 0, run.output[-4000:]
     # the report says what the gate checked, in the gate's own words
     assert (
-        f"WS=2; health gate: server and 2 task processes RUNNING; GET {healthy.url}/readyz 200; "
-        f'"{QUESTION}" answered with 2fa-lost-reset' in flat(run)
+        "WS=2; health gate: server and 2 task processes RUNNING, booted; "
+        f'GET {healthy.url}/readyz 200; "{QUESTION}" answered with 2fa-lost-reset' in flat(run)
     ), run.output[-3000:]
 
 
@@ -162,6 +167,29 @@ def test_a_stopped_task_process_fails_a_rolling_restart_of_the_server(healthy: D
     assert "WS=2; health gate:" not in flat(run)  # no success report
     assert elapsed < 120, elapsed
     assert "STOPPED" in healthy.supervisorctl("status", TASK_01)  # the gate changed nothing
+
+
+def test_a_task_process_that_has_not_booted_fails_at_the_deadline(healthy: Deploy) -> None:
+    """RUNNING is not enough: a task process whose ready marker does not hold its pid (it died
+    while booting, after startsecs, and Supervisor started another) is waited for and fails the
+    gate at its deadline, named with its pid and its marker."""
+    marker = healthy.run_dir / "coinex_customer_chatbot_task_01.ready"
+    pid = marker.read_text()
+    assert f"pid {pid}," in healthy.supervisorctl("status", TASK_01)  # written by that process
+    marker.write_text("1")
+    try:
+        result, rc = healthy.gate()
+    finally:
+        marker.write_text(pid)
+    assert rc == 1 and result["check"] == "programs RUNNING", result
+    assert (
+        f"not booted (no ready marker): {TASK_01} (pid {pid}, {marker} holds pid 1)"
+        in result["detail"]
+    ), result
+    assert re.findall(rf"{GROUP}:\S+", result["detail"]) == [TASK_01], result
+    assert TIMEOUT <= result["seconds"] <= TIMEOUT + 3, result  # booting: waited for, not settled
+    result, rc = healthy.gate()
+    assert rc == 0 and "RUNNING, booted" in result["detail"], result
 
 
 def test_a_stopped_server_fails_the_gate(healthy: Deploy) -> None:

@@ -436,3 +436,58 @@ def test_supervisor_state_over_xmlrpc_is_what_supervisorctl_says(tmp_path: Path)
         assert same() == {"running": False, "reread": "", "reread_rc": 0, "status": {}}
     finally:
         subprocess.run([*argv, "shutdown"], capture_output=True, check=False)
+
+
+def _wheel(path: Path, extra: dict[str, str] | None = None, purelib: bool = True) -> Path:
+    """A small wheel of package ``tiny`` (its files; ``extra``: more name -> text)."""
+    info = "tiny-1.0.dist-info"
+    files = {
+        "tiny/__init__.py": "ANSWER = 42\n",
+        "tiny/data/kb.json": "{}\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n",
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nRoot-Is-Purelib: {str(purelib).lower()}\n",
+        f"{info}/RECORD": "",
+        **(extra or {}),
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return path
+
+
+def test_a_plain_app_wheel_is_unpacked_and_compiled_and_any_other_left_to_pip(
+    tmp_path: Path,
+) -> None:
+    """files/release_venv.py: a pure wheel without scripts, entry points or .data whose files are
+    new to the venv is unpacked (importable, byte-compiled, INSTALLER written); anything else is
+    not touched, so pip installs it."""
+    release_venv = load("release_venv")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = release_venv.site_packages(venv)
+    assert release_venv.unpack_wheel(venv, _wheel(tmp_path / "tiny-1.0-py3-none-any.whl"))
+    out = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import tiny; print(tiny.ANSWER, tiny.__file__)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.split() == ["42", str(site / "tiny/__init__.py")]
+    assert list((site / "tiny/__pycache__").glob("__init__.cpython-*.pyc"))
+    assert (site / "tiny-1.0.dist-info/INSTALLER").read_text() == "release_venv.py\n"
+    assert (site / "tiny/data/kb.json").read_text() == "{}\n"
+    # a file of the venv is never rewritten: the same wheel again is left to pip, nothing written
+    (site / "tiny/__init__.py").write_text("ANSWER = 0\n")
+    assert not release_venv.unpack_wheel(venv, tmp_path / "tiny-1.0-py3-none-any.whl")
+    assert (site / "tiny/__init__.py").read_text() == "ANSWER = 0\n"
+    info = "tiny-1.0.dist-info"
+    for name, wheel in {
+        "entry points": _wheel(
+            tmp_path / "a.whl", {f"{info}/entry_points.txt": "[console_scripts]\n"}
+        ),
+        ".data": _wheel(tmp_path / "b.whl", {"tiny-1.0.data/scripts/tiny": "#!python\n"}),
+        "platlib": _wheel(tmp_path / "c.whl", purelib=False),
+        "..": _wheel(tmp_path / "d.whl", {"../outside.py": ""}),
+    }.items():
+        other = tmp_path / f"venv-{name}"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(other)], check=True)
+        assert not release_venv.unpack_wheel(other, wheel), name
+        assert not (release_venv.site_packages(other) / "tiny").exists(), name

@@ -1,3 +1,3 @@
 """CoinEx customer-service chatbot: Flask API, Dramatiq answer workers, help-centre knowledge."""
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"

@@ -10,6 +10,13 @@ knowledge base) in the process Supervisor starts and watches. TERM or INT drains
 threads finish the messages they hold within the shutdown timeout, the rest of what was fetched
 goes back to the queue (runtime.ReconcilingConsumer), and it exits 0. A second signal exits at
 once (1). A failing import or boot exits non-zero with its traceback on stderr.
+
+Ready marker: under Supervisor, with ``CHATBOT_READY_DIR`` set (the role sets its run directory),
+the process writes its pid to ``$CHATBOT_READY_DIR/$SUPERVISOR_PROCESS_NAME.ready`` once it has
+booted (the knowledge base loaded, the consumers started), and removes it when it has drained.
+The role's health gate waits for each task process's marker to hold that process's pid, so a
+process that dies while booting is caught however long its boot takes (Supervisor's startsecs
+alone sees only a death within its first seconds).
 """
 
 from __future__ import annotations
@@ -20,11 +27,35 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 log = logging.getLogger("coinex_chatbot.worker")
 
 EXIT_KILLED = 1  # a second TERM/INT during the drain
 WAKE_S = 0.1
+READY_DIR_ENV = "CHATBOT_READY_DIR"
+
+
+def ready_marker() -> Path | None:
+    """This process's ready marker, or None outside Supervisor or without ``CHATBOT_READY_DIR``."""
+    directory, name = os.environ.get(READY_DIR_ENV), os.environ.get("SUPERVISOR_PROCESS_NAME")
+    if not directory or not name or "/" in name:
+        return None
+    return Path(directory) / f"{name}.ready"
+
+
+def _write_marker(marker: Path, text: str) -> None:
+    part = marker.with_name(f".{marker.name}.{os.getpid()}")
+    part.write_text(text)
+    part.replace(marker)  # atomic: the gate never reads half a pid
+
+
+def _remove_marker(marker: Path, pid: str) -> None:
+    try:
+        if marker.read_text() == pid:  # not a later process's
+            marker.unlink()
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
 
+    marker, pid = ready_marker(), str(os.getpid())
+    if marker is not None:
+        marker.unlink(missing_ok=True)  # the previous process's: this one is not ready yet
+
     import dramatiq
 
     from . import tasks  # noqa: F401  (declares the actor on the runtime's broker)
@@ -61,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     broker.emit_after("process_boot")  # WarmUp: logging, the knowledge base
     worker = dramatiq.Worker(broker, queues=args.queues, worker_threads=args.threads)
     worker.start()
+    if marker is not None:
+        _write_marker(marker, pid)
     log_event(log, "worker ready", pid=os.getpid(), threads=args.threads)
     while not stop.wait(WAKE_S):  # a signal handler's set() is seen within WAKE_S
         pass
     log_event(log, "draining", timeout_ms=args.shutdown_timeout)
     worker.stop(timeout=args.shutdown_timeout)
     broker.close()
+    if marker is not None:
+        _remove_marker(marker, pid)
     log_event(log, "stopped")
     return 0
 

@@ -1,7 +1,7 @@
 """Health gate of a chatbot host (roles/coinex_chatbot/tasks/health.yml runs it on the host).
 
 python3 health_gate.py --ws N --url URL --question Q --expect ARTICLE --timeout S [--no-answer] \
-    -- SUPERVISORCTL [ARG ...]
+    [--ready-dir DIR] -- SUPERVISORCTL [ARG ...]
 
 Three checks, in this order, against one deadline (start + S seconds); each one fails on its
 own, at the latest at the deadline, naming what is wrong:
@@ -9,6 +9,10 @@ own, at the latest at the deadline, naming what is wrong:
             task processes _00 .. _{N-1}, every one RUNNING. A process that is starting is
             waited for; a process STOPPED or FATAL, a missing or an extra one fails as soon as
             it has stayed so for SETTLE_S seconds (supervisord does not change those by itself).
+            With --ready-dir, a task process also has to have booted: DIR/NAME.ready (written by
+            app/src/coinex_chatbot/worker.py once its knowledge base is loaded) holds its pid. One
+            that has not is waited for, so a process that dies while booting, after Supervisor's
+            startsecs, is caught: it never writes its pid.
   readyz    GET URL/readyz answers 200.
   answer    a new conversation, the question posted, its message answered through the task
             processes: status "answered" (an escalation fails) and ARTICLE the top article
@@ -30,6 +34,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 GROUP = "coinex_customer_chatbot"
 SERVER = f"{GROUP}:coinex_customer_chatbot_server"
@@ -37,6 +42,7 @@ TASK = f"{GROUP}:coinex_customer_chatbot_task_"
 SETTLED = {"STOPPED", "FATAL", "UNKNOWN", "missing", "unexpected"}
 SETTLE_S = 3.0
 POLL_S = 1.0
+PID = re.compile(r"\bpid (\d+)")
 STATUS_LINE = re.compile(rf"^({re.escape(GROUP)}:\S+)\s+([A-Z]+)\b\s*(.*)$")
 
 
@@ -121,9 +127,23 @@ class Gate:
             state, info = seen.get(name, ("missing", ""))
             if state != "RUNNING":
                 problems[name] = f"{state} ({info})" if info else state
+            elif name.startswith(TASK) and (not_ready := self.not_ready(name, info)):
+                problems[name] = f"BOOTING ({not_ready})"
         for name in sorted(set(seen) - set(wanted)):
             problems[name] = f"unexpected ({seen[name][0]})"
         return problems, ""
+
+    def not_ready(self, name: str, info: str) -> str:
+        """Why a RUNNING task process is not ready yet ('' when it is, or without --ready-dir)."""
+        if self.args.ready_dir is None:
+            return ""
+        pid = m.group(1) if (m := PID.search(info)) else "?"
+        marker = Path(self.args.ready_dir) / f"{name.split(':', 1)[1]}.ready"
+        try:
+            said = marker.read_text().strip()
+        except OSError:
+            return f"pid {pid}, no {marker} yet"
+        return "" if said == pid else f"pid {pid}, {marker} holds pid {said}"
 
     def describe(self, problems: dict[str, str]) -> str:
         kinds: dict[str, list[str]] = {}
@@ -131,6 +151,10 @@ class Gate:
             kind = state.split()[0]
             if kind == "missing":
                 kinds.setdefault(f"missing (WS={self.args.ws})", []).append(name)
+            elif kind == "BOOTING":
+                kinds.setdefault("not booted (no ready marker)", []).append(
+                    f"{name} {state.removeprefix('BOOTING ')}"
+                )
             elif kind == "unexpected":
                 extra = state.removeprefix("unexpected ").strip("()")
                 kinds.setdefault(f"not expected (WS={self.args.ws})", []).append(f"{name} {extra}")
@@ -144,7 +168,8 @@ class Gate:
         while True:
             problems, error = self.program_states()
             if not problems and not error:
-                return f"server and {self.args.ws} task processes RUNNING"
+                booted = ", booted" if self.args.ready_dir is not None else ""
+                return f"server and {self.args.ws} task processes RUNNING{booted}"
             now = time.monotonic()
             settled = not error and all(s.split()[0] in SETTLED for s in problems.values())
             if not settled or problems != last:
@@ -265,6 +290,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--expect", default="", help="article id the answer must have on top")
     parser.add_argument("--timeout", type=float, default=30, help="seconds for the whole gate")
     parser.add_argument("--no-answer", action="store_true", help="programs and /readyz only")
+    parser.add_argument("--ready-dir", help="where the task processes write their ready markers")
     parser.add_argument("supervisorctl", nargs="+", help="supervisorctl argv, after --")
     args = parser.parse_args(argv)
     unasked = not (args.question.strip() and args.expect.strip())
