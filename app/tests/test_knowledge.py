@@ -507,7 +507,8 @@ def test_an_index_built_from_the_packaged_tokens_is_the_one_built_without_them(
         assert a.rows == b.rows and a.surface == b.surface
         assert (a.score_ptr == b.score_ptr).all() and (a.score_docs == b.score_docs).all()
         assert (a.score_data == b.score_data).all()
-        assert a.known == b.known and a.support == b.support
+        assert a.known == b.known and (a.support_of == b.support_of).all()
+        assert (a.df_of == b.df_of).all()
     for q in ALL_QUESTIONS[::4]:
         assert (
             slow.answer(q["q"]).as_dict()
@@ -705,6 +706,27 @@ def test_classifier_learns_and_round_trips(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="no training samples"):
         classifier.train([], ["fees"])
+
+
+def test_classifier_weights_are_mapped_from_the_file_and_shared(tmp_path: Path) -> None:
+    """The weights of a file ``save`` wrote are mapped read-only from it (np.memmap): the pages
+    are the page cache's, one copy for every task process of a host. The packaged classifiers
+    are loaded that way. An .npz whose weights are compressed (as np.savez_compressed writes
+    one) still loads, into memory, with the same values."""
+
+    model = classifier.train([(["withdraw", "fee"], 0), (["deposit", "miss"], 1)], ["a", "b"])
+    classifier.save({"en": model}, tmp_path / "c.npz")
+    mapped = classifier.load(tmp_path / "c.npz", ["en"])["en"].weights
+    assert isinstance(mapped.base, np.memmap) and not mapped.flags.writeable
+    assert np.array_equal(mapped, model.weights.astype(np.float16))
+    with np.load(tmp_path / "c.npz") as data:
+        np.savez_compressed(tmp_path / "z.npz", **dict(data))
+    assert classifier.mapped(tmp_path / "z.npz", "en_weights") is None
+    in_memory = classifier.load(tmp_path / "z.npz", ["en"])["en"].weights
+    assert in_memory.base is None or not isinstance(in_memory.base, np.memmap)
+    assert np.array_equal(in_memory, mapped)
+    for model in packaged_classifiers().values():
+        assert isinstance(model.weights.base, np.memmap), "the packaged weights are copied"
 
 
 # ----- loading, caching, speed -------------------------------------------------------------------

@@ -11,12 +11,18 @@ Where BM25 asks "which article shares the question's rare words?", the classifie
 article's phrasings does the question resemble, word weights learnt?": the confidence uses how
 sure it is of BM25's best article and whether the two agree (``knowledge``). The weights are
 fitted with the calibration (``python -m coinex_chatbot.knowledge``) and shipped as
-``classifier.npz`` (float16).
+``classifier.npz`` (float16, stored uncompressed): loaded from a file, the weights are mapped
+read-only from it, so the pages are the page cache's and every task process of a host shares one
+copy; the vocabulary's words are interned, shared with the index's tokens.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import struct
+import sys
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,21 +121,60 @@ def save(classifiers: dict[str, Classifier], path: Path) -> None:
         arrays[f"{lang}_idf"] = c.idf.astype(np.float32)
         arrays[f"{lang}_weights"] = c.weights.astype(np.float16)
         arrays[f"{lang}_bias"] = c.bias.astype(np.float32)
-    with path.open("wb") as f:
-        np.savez_compressed(f, **arrays)
+    # an .npz as np.savez writes it, the weights stored (``load`` maps them from the file), the
+    # rest deflated (the vocabulary's fixed-width strings are mostly padding)
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array, allow_pickle=False)
+            stored = name.endswith("_weights")
+            method = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+            zf.writestr(f"{name}.npy", buffer.getvalue(), compress_type=method)
+
+
+def mapped(path: Path, name: str) -> np.ndarray | None:
+    """Array ``name`` of the .npz at ``path`` mapped read-only from the file (np.memmap), or None
+    when the member is compressed. An .npz is a zip of .npy files: a stored member's bytes are
+    its .npy file, at the offset its local header gives."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)  # the zip local file header: its name and extra field follow
+        if header[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = struct.unpack("<HH", header[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }[version]
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        return None
+    order = "F" if fortran else "C"
+    mapping = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+    return mapping.view(np.ndarray)  # indexed as a plain array (np.memmap's own is slower)
 
 
 def load(source: Path | IO[bytes], languages: Iterable[str]) -> dict[str, Classifier]:
-    """The classifiers ``save`` wrote (``source``: a path or a binary file object)."""
+    """The classifiers ``save`` wrote (``source``: a path or a binary file object). From a path,
+    the weights are mapped from the file (``mapped``) where it stores them uncompressed."""
     with np.load(source, allow_pickle=False) as data:
         out = {}
         for lang in languages:
-            vocab = [str(t) for t in data[f"{lang}_vocab"]]
+            vocab = [sys.intern(str(t)) for t in data[f"{lang}_vocab"]]
+            weights = mapped(source, f"{lang}_weights") if isinstance(source, Path) else None
             out[lang] = Classifier(
                 tuple(str(i) for i in data[f"{lang}_ids"]),
                 {t: i for i, t in enumerate(vocab)},
                 data[f"{lang}_idf"].astype(np.float32),
-                data[f"{lang}_weights"],  # float16: half the memory; rows widened when used
+                # float16: half the memory; rows widened when used
+                data[f"{lang}_weights"] if weights is None else weights,
                 data[f"{lang}_bias"].astype(np.float32),
             )
     return out

@@ -366,7 +366,7 @@ class _LanguageIndex:
             + [t for phrase in more for t in tokens(phrase)]
             for a, more in zip(articles, extra, strict=True)
         ]
-        self.doc_sets = [frozenset(d) for d in docs]
+        doc_sets = [frozenset(d) for d in docs]  # which article has a token: ``_in_article``
         # Each article's title, keywords and phrasings one by one ("snippets"): the question's
         # closest one (``closest``), kept as postings (token row -> snippet numbers, CSR).
         snippets = [
@@ -397,16 +397,16 @@ class _LanguageIndex:
         )
         # How many texts (a body, a title, a keyword, a phrasing) use each token: a word only one
         # phrasing mentions in passing ("heard about it on twitter") is barely known.
-        self.support: dict[str, int] = {}
+        support: dict[str, int] = {}
         for a, more in zip(articles, extra, strict=True):
             for text in {a.title, a.body, *more}:
                 for token in set(tokens(text)):
-                    self.support[token] = self.support.get(token, 0) + 1
+                    support[token] = support.get(token, 0) + 1
         self.n_docs = len(docs)
-        self.df: dict[str, int] = {}
-        for tokens in self.doc_sets:
+        df: dict[str, int] = {}  # how many articles use each token
+        for tokens in doc_sets:
             for token in tokens:
-                self.df[token] = self.df.get(token, 0) + 1
+                df[token] = df.get(token, 0) + 1
         # Latin words as written in the articles, for typo matching: word -> indexed token.
         self.surface: dict[str, str] = {}
         for text in {
@@ -424,8 +424,13 @@ class _LanguageIndex:
         # Every token's bm25s scores as one sparse row (the articles that use it, float32; CSR):
         # scoring a question is then a weighted sum of a few rows. A token is in 1.5 (en) to 2.7
         # (zh) of the 72 articles: dense rows took 8.9 MiB per process, these take 0.6 MiB.
-        self.rows = {token: row for row, token in enumerate(sorted(self.df))}
+        self.rows = {token: row for row, token in enumerate(sorted(df))}
+        # per row: the token's document frequency and support (arrays, not two more str dicts)
+        self.df_of = np.array([df[token] for token in self.rows], dtype=np.int32)
+        self.support_of = np.array([support[token] for token in self.rows], dtype=np.int32)
         self.score_ptr, self.score_docs, self.score_data = _sparse_scores(bm25, list(self.rows))
+        # the same article numbers as bytes when they fit in one (72 articles), for ``_in_article``
+        self.doc_bytes = self.score_docs.astype(np.uint8).tobytes() if self.n_docs <= 256 else b""
         flat = [snippet for texts in snippets for snippet in texts]
         self.n_snippets = len(flat)
         self.snippet_starts = np.cumsum([0] + [len(texts) for texts in snippets[:-1]])
@@ -436,11 +441,26 @@ class _LanguageIndex:
         self.snippet_ptr = np.cumsum([0] + [len(ids) for ids in by_row]).astype(np.int64)
         self.snippet_ids = np.array([i for ids in by_row for i in ids], dtype=np.int32)
 
+    def _in_article(self, token: str, article: int) -> bool:
+        """Whether ``article``'s text has the indexed ``token``: its BM25 row lists the articles
+        that use it (a set of tokens per article took 4.5 MiB per process)."""
+        row = self.rows[token]
+        start, end = int(self.score_ptr[row]), int(self.score_ptr[row + 1])
+        if self.doc_bytes:  # a byte per article number: a test within bytes, no numpy call
+            return article in self.doc_bytes[start:end]
+        return bool(np.any(self.score_docs[start:end] == article))
+
+    def _support(self, token: str) -> int:
+        """How many texts use the indexed ``token`` (2 for a token not indexed: a character)."""
+        row = self.rows.get(token)
+        return 2 if row is None else int(self.support_of[row])
+
     def _latin_pairs(self, text: str) -> list[tuple[str, str]]:
         return latin_pairs(text, self.lang)
 
     def idf(self, token: str) -> float:
-        return self._idf(self.df.get(token, 0))
+        row = self.rows.get(token)
+        return self._idf(0 if row is None else int(self.df_of[row]))
 
     @functools.cached_property
     def _idf_by_df(self) -> list[float]:
@@ -464,7 +484,7 @@ class _LanguageIndex:
         lookups = 0  # bounded, so a long message of gibberish stays fast
         for word, token in self._latin_pairs(text):
             match = None
-            if token not in self.df and lookups < MAX_TYPO_LOOKUPS:
+            if token not in self.rows and lookups < MAX_TYPO_LOOKUPS:
                 lookups += 1
                 match = self._typo_of(word)
             if match is None:
@@ -533,7 +553,7 @@ class _LanguageIndex:
         """
         weights: dict[str, float] = {}
         for _, tok, w in query:
-            if tok in self.df:
+            if tok in self.rows:
                 if tok.isdigit() or tok in _TICKERS:
                     w *= MINOR_WEIGHT
                 weights[tok] = max(weights.get(tok, 0.0), w)
@@ -561,7 +581,6 @@ class _LanguageIndex:
             return None
         s2 = float(scores[order[1]]) if scores.size > 1 else 0.0
         best = int(order[0])
-        top = self.doc_sets[best]
         weights: dict[str, float] = {}  # unit -> idf
         covered: dict[str, float] = {}  # unit -> share of it found in the top article
         unknown: dict[str, float] = {}  # unit -> idf, for units no article uses
@@ -575,14 +594,15 @@ class _LanguageIndex:
                 else:  # a character on its own between words: found if the article has it
                     found = unit in self.texts[best]
             else:
-                df = self.df.get(unit, 0)
-                found = unit in top
+                row = self.rows.get(unit)
+                df = 0 if row is None else int(self.df_of[row])
+                found = df > 0 and self._in_article(unit, best)
             weights[unit] = self._idf(df)
             if found:
                 covered[unit] = max(covered.get(unit, 0.0), w)
             if df == 0:
                 unknown[unit] = weights[unit]
-            elif self.support.get(unit, 2) < 2:  # one text mentions it
+            elif self._support(unit) < 2:  # one text mentions it
                 unknown[unit] = max(unknown.get(unit, 0.0), RARE_SHARE * weights[unit])
             elif w < 1.0:  # read as a typo of a known word: partly unknown
                 unknown[unit] = max(unknown.get(unit, 0.0), (1.0 - w) * weights[unit])
@@ -811,8 +831,8 @@ def packaged_calibration() -> Calibration:
 @functools.cache
 def packaged_classifiers() -> dict[str, Classifier]:
     """The classifiers fitted on the packaged corpus and phrasings (``classifier.npz``)."""
-    with resources.files(__package__).joinpath("classifier.npz").open("rb") as f:
-        return classifier.load(f, LANGUAGES)
+    with resources.as_file(resources.files(__package__).joinpath("classifier.npz")) as path:
+        return classifier.load(path, LANGUAGES)  # a file of the package: mapped, not copied
 
 
 OFF_TOPIC_CLASS = "(off-topic)"  # the classifiers' last class: questions of ``off_topic.json``
