@@ -61,6 +61,7 @@ class Config:
     name: str
     jemalloc: bool = False  # LD_PRELOAD of the host's libjemalloc.so.2
     env: tuple[tuple[str, str], ...] = ()
+    task_env: tuple[tuple[str, str], ...] = ()  # for the task programs only (uWSGI without it)
     preload: bool = False  # masters import the app before forking (uWSGI without lazy-apps)
     gc_freeze: bool = False  # gc.freeze() in the masters before the fork (see uwsgi_freeze.py)
     uwsgi_only: bool = False  # preload and gc_freeze apply to uWSGI alone (Dramatiq as deployed)
@@ -77,6 +78,7 @@ class Config:
     def describe(self, uwsgi_vars: dict[str, Any]) -> str:
         parts = ["LD_PRELOAD=libjemalloc.so.2" if self.jemalloc else "glibc malloc"]
         parts += [f"{k}={v}" for k, v in self.env]
+        parts += [f"{k}={v} (task programs only)" for k, v in self.task_env]
         parts += [LIBS] * self.libs
         parts += [TWO_PROCESS] * self.two_process_tasks
         if self.uwsgi_only:
@@ -103,6 +105,14 @@ CONFIGS = {
         Config("jemalloc-tuned", jemalloc=True, env=(("MALLOC_CONF", TUNED),)),
         Config("jemalloc-malloc", jemalloc=True, env=(PYMALLOC_OFF,)),
         Config("jemalloc-malloc-tuned", jemalloc=True, env=(PYMALLOC_OFF, ("MALLOC_CONF", TUNED))),
+        # the role's default since 2026-11-30 evening: tuned jemalloc everywhere, and the task
+        # programs without pymalloc (jemalloc returns what their boot frees)
+        Config(
+            "jemalloc-tuned-tasks-malloc",
+            jemalloc=True,
+            env=(("MALLOC_CONF", TUNED),),
+            task_env=(PYMALLOC_OFF,),
+        ),
         Config("glibc-uwsgi-libs", libs=True),
         Config("glibc-uwsgi-cow", preload=True, gc_freeze=True, uwsgi_only=True),
         Config(
@@ -127,7 +137,7 @@ CONFIGS = {
 }
 # issue 13's comparison: the allocators and their tuning, and copy-on-write sharing in uWSGI
 DEFAULT = "glibc,glibc-two-process-tasks,jemalloc,jemalloc-malloc,jemalloc-tuned,\
-jemalloc-malloc-tuned,glibc-uwsgi-libs,glibc-uwsgi-cow"
+jemalloc-malloc-tuned,jemalloc-tuned-tasks-malloc,glibc-uwsgi-libs,glibc-uwsgi-cow"
 
 
 @dataclass
@@ -263,7 +273,8 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
     try:
         procs.append(common.start_uwsgi(slot_dir, env, ini, port))
         for i in range(args.ws):
-            procs.append(common.start_worker(env, slot_dir, f"dramatiq-{i}", threads, head))
+            task_env = env | dict(cfg.task_env)
+            procs.append(common.start_worker(task_env, slot_dir, f"dramatiq-{i}", threads, head))
         cpu_before, halt = common.cpu_seconds(procs[0].proc.pid), threading.Event()
         sampler = threading.Thread(target=sample, args=(slot, procs, args.sample_interval, halt))
         started = time.monotonic()

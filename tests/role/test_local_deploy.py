@@ -107,6 +107,11 @@ def test_first_deploy_answers_a_question(local: LocalDeploy) -> None:
     assert "libjemalloc.so.2" in maps
     environ = Path(f"/proc/{task_pid.stdout.strip()}/environ").read_bytes().split(b"\0")
     assert any(e.startswith(b"MALLOC_CONF=background_thread:true,") for e in environ), environ
+    assert b"PYTHONMALLOC=malloc" in environ  # a task process: jemalloc serves small objects too
+    server = "coinex_customer_chatbot:coinex_customer_chatbot_server"
+    server_pid = local.supervisorctl("pid", server)
+    server_env = Path(f"/proc/{server_pid.stdout.strip()}/environ").read_bytes().split(b"\0")
+    assert not any(e.startswith(b"PYTHONMALLOC=") for e in server_env)  # uWSGI keeps pymalloc
     # jemalloc names every option it does not know ("<jemalloc>: Invalid conf pair") on stderr
     assert "<jemalloc>" not in (logs / "coinex_customer_chatbot_task_00.log").read_text()
     assert (local.base / "shared/config/app.env").stat().st_mode & 0o777 == 0o640
