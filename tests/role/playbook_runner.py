@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import subprocess
@@ -52,7 +53,28 @@ def run_playbook(playbook: str, *args: str, env: dict[str, str] | None = None) -
     return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
 
 
-def free_port() -> int:
+_HANDED_OUT: set[int] = set()
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port P of 127.0.0.1 that is free, and P + 1 too: a local deploy's uWSGI listens on the
+    chat port + 1 behind its haproxy. Chosen below the kernel's ephemeral range, where outgoing
+    connections take their local ports (a port chosen there was once taken by one before the
+    deploy bound it), and never overlapping a port this session handed out before."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(500):
+        port = random.randrange(10000, low - 1)
+        pair = {port, port + 1}
+        if not pair & _HANDED_OUT and all(map(_bindable, pair)):
+            _HANDED_OUT.update(pair)
+            return port
+    raise RuntimeError(f"no two free consecutive ports between 10000 and {low}")
