@@ -114,13 +114,16 @@ def build_release(deps: Path, venv: Path, app_wheel: Path) -> None:
         )
 
 
-def plain_wheel(names: list[str], wheel_file: str, site: Path) -> str | None:
+def plain_wheel(zf: zipfile.ZipFile, site: Path) -> str | None:
     """The .dist-info directory of a wheel that can be unpacked as it is, else None: one
     .dist-info, ``Root-Is-Purelib: true``, no entry points (console scripts), no ``.data``
     directory, no absolute or ``..`` path, and no file already in ``site``."""
+    names = [name for name in zf.namelist() if not name.endswith("/")]  # files, not directories
     tops = {name.split("/", 1)[0] for name in names}
     infos = [top for top in tops if top.endswith(".dist-info")]
-    if len(infos) != 1 or "Root-Is-Purelib: true" not in wheel_file.splitlines():
+    if len(infos) != 1 or f"{infos[0]}/WHEEL" not in names:
+        return None
+    if "Root-Is-Purelib: true" not in zf.read(f"{infos[0]}/WHEEL").decode().splitlines():
         return None
     if any(top.endswith(".data") for top in tops) or f"{infos[0]}/entry_points.txt" in names:
         return None
@@ -135,14 +138,12 @@ def unpack_wheel(venv: Path, wheel: Path) -> bool:
     venv's python; False (nothing written) when it is not a plain wheel (``plain_wheel``)."""
     site = site_packages(venv)
     with zipfile.ZipFile(wheel) as zf:
-        names = [info.filename for info in zf.infolist() if not info.is_dir()]
-        info_dir = next((n.split("/", 1)[0] for n in names if n.endswith(".dist-info/WHEEL")), "")
-        wheel_file = zf.read(f"{info_dir}/WHEEL").decode() if info_dir else ""
-        if plain_wheel(names, wheel_file, site) is None:
+        if (info_dir := plain_wheel(zf, site)) is None:
             return False
         zf.extractall(site)
+        tops = {name.split("/", 1)[0] for name in zf.namelist()} - {info_dir}
     (site / info_dir / "INSTALLER").write_text("release_venv.py\n")
-    modules = sorted({str(site / n.split("/", 1)[0]) for n in names if not n.startswith(info_dir)})
+    modules = sorted(str(site / top) for top in tops)
     run("app compile", [str(venv / "bin" / "python"), "-m", "compileall", "-q", *modules])
     return True
 
