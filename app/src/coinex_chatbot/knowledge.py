@@ -450,6 +450,11 @@ class _LanguageIndex:
             return article in self.doc_bytes[start:end]
         return bool(np.any(self.score_docs[start:end] == article))
 
+    def _df(self, token: str) -> int:
+        """How many articles use ``token`` (0 for a token not indexed)."""
+        row = self.rows.get(token)
+        return 0 if row is None else int(self.df_of[row])
+
     def _support(self, token: str) -> int:
         """How many texts use the indexed ``token`` (2 for a token not indexed: a character)."""
         row = self.rows.get(token)
@@ -459,8 +464,7 @@ class _LanguageIndex:
         return latin_pairs(text, self.lang)
 
     def idf(self, token: str) -> float:
-        row = self.rows.get(token)
-        return self._idf(0 if row is None else int(self.df_of[row]))
+        return self._idf(self._df(token))
 
     @functools.cached_property
     def _idf_by_df(self) -> list[float]:
@@ -594,8 +598,7 @@ class _LanguageIndex:
                 else:  # a character on its own between words: found if the article has it
                     found = unit in self.texts[best]
             else:
-                row = self.rows.get(unit)
-                df = 0 if row is None else int(self.df_of[row])
+                df = self._df(unit)
                 found = df > 0 and self._in_article(unit, best)
             weights[unit] = self._idf(df)
             if found:
