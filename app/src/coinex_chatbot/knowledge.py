@@ -54,6 +54,11 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
     * addressed: 1 if the question speaks of this exchange (CoinEx, "your app", "here", 你们,
       平台 ... ``_ADDRESSED_EN`` / ``_ZH``), else 0: the gate only. One English phrasing in seven
       does, one off-topic question in four hundred.
+    * lead_unknown: 1 if the first content word of an English question (not an intent marker,
+      number or word pair) is one the help centre never uses and no typo of one, else 0: the
+      gate only. Questions about something else often open with it ("remitly wants proof of
+      address"): one English off-topic question in three of ``off_topic.json``, while a
+      phrasing's first word is one the other phrasings use.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
     about the help centre at all?) and the right-article model (does its best article answer
@@ -142,6 +147,7 @@ FEATURES = (
     "other_service",
     "other_exchange",
     "addressed",
+    "lead_unknown",
 )
 OPERATING_THRESHOLD = 0.35  # the default CHATBOT_CONFIDENCE_THRESHOLD (config.py, the role)
 MAX_WRONG_SHARE = 0.04  # operating point: at most this share of phrasings answered wrong (in
@@ -530,6 +536,17 @@ class _LanguageIndex:
                 best = (word, distance)
         return best
 
+    def lead_unknown(self, query: Query) -> float:
+        """1 if the first content word of an English question is not indexed and no typo of an
+        indexed word (``FEATURES``' lead_unknown), else 0."""
+        if self.lang != "en":
+            return 0.0
+        for token, indexed, weight in query:
+            if "_" in indexed or token in INTENTS or any(c.isdigit() for c in token):
+                continue
+            return float(weight == 1.0 and indexed not in self.rows)
+        return 0.0
+
     def known_article(self, query: Query) -> int | None:
         """The one article whose title, keyword or phrasing has exactly the question's words."""
         words = tuple(sorted({tok for _, tok, w in query if w == 1.0 and tok not in INTENTS}))
@@ -706,9 +723,10 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
     features, whether it has an unknown word, whether it has a covered word of the help centre's
     own (not one every online service uses), an unknown word without one ("my twitter
     account"), and another exchange or wallet named together with the classifier's off-topic
-    probability ("my binance withdrawal is stuck" against "moved XRP over from binance")."""
+    probability ("my binance withdrawal is stuck" against "moved XRP over from binance"), and an
+    unknown first word, alone and where nothing names crypto or this exchange."""
     coverage, unknown, strength, _margin, closest, gap, specific, _closest_margin, crypto = f[:9]
-    clf_max, clf_off, other, exchange, addressed = f[12], f[13], f[14], f[15], f[16]
+    clf_max, clf_off, other, exchange, addressed, lead = f[12], f[13], f[14], f[15], f[16], f[17]
     has_unknown, has_own = float(unknown > 0), float(specific > 0)
     return np.array(
         [
@@ -732,6 +750,9 @@ def _gate_inputs(f: np.ndarray) -> np.ndarray:
             exchange,
             exchange * clf_off,
             addressed,
+            lead,
+            lead * (1 - crypto),
+            lead * (1 - addressed),
         ]
     )
 
@@ -1000,6 +1021,7 @@ class KnowledgeBase:
                     _other_service(ranked.text),
                     _other_exchange(ranked.text),
                     _addressed(ranked.text),
+                    self._indexes[ranked.lang].lead_unknown(ranked.query),
                 ],
             ]
         )
