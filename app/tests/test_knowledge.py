@@ -10,13 +10,11 @@ Figures are printed on every run, the development set apart from the blind one:
   into the training text (v1-v5 in the ninth round, then one set per round): every question of
   theirs is a customer phrasing of its article, every off-topic question one of off_topic.json
   (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
-* blind v9: tests/data/blind_v9.json (written after blind v8 had been scored, before the twelfth
-  round of work; nothing is fitted on it, and nothing near it is in the training text): scored
-  once at the end of the twelfth round, printed apart from the development figures, with floors
-  at what that scoring measured;
-* blind v10: tests/data/blind_v10.json (written after blind v9 had been scored, before the
-  thirteenth round of work): only its shape and its distance from the training text are tested;
-  it is not scored until that round ends.
+* blind v9 and v10: tests/data/blind_v9.json and blind_v10.json (each written after the set
+  before it had been scored, before the twelfth and the thirteenth round of work; nothing is
+  fitted on them, and nothing near them is in the training text): each scored once at the end of
+  its round, printed apart from the development figures, with floors at what that scoring
+  measured. The issue's targets are tested on the latest, v10.
 """
 
 from __future__ import annotations
@@ -78,7 +76,7 @@ BLIND_V8 = json.loads((DATA / "blind_v8.json").read_text("utf-8"))
 EARLIER_BLIND = (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8)
 # written after blind v8 had been scored, before the twelfth round (see its _comment)
 BLIND_V9 = json.loads((DATA / "blind_v9.json").read_text("utf-8"))
-# written after blind v9 had been scored, before the thirteenth round; not scored yet (_comment)
+# written after blind v9 had been scored, before the thirteenth round (see its _comment)
 BLIND_V10 = json.loads((DATA / "blind_v10.json").read_text("utf-8"))
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -604,9 +602,7 @@ def test_development_figures(
 BLIND_TARGET_RIGHT, BLIND_TARGET_WRONG = 0.85, 0.05
 
 
-def _blind(
-    kb: KnowledgeBase, lang: str, data: dict = BLIND_V9
-) -> tuple[dict[str, float], int, int]:
+def _blind(kb: KnowledgeBase, lang: str, data: dict) -> tuple[dict[str, float], int, int]:
     figures = _figures(_asked(kb, [q for q in data["questions"] if q["lang"] == lang]))
     off = [kb.answer(q["q"]).confidence for q in data["off_topic"] if q["lang"] == lang]
     return figures, sum(c < THRESHOLD for c in off), len(off)
@@ -651,27 +647,38 @@ def test_blind_v2_v3_shape(kb: KnowledgeBase, data: dict, earlier: list[dict]) -
     assert not old & {q["q"] for q in data["questions"] + data["off_topic"]}
 
 
-# Blind set v9: written before the twelfth round's work (f8a8147), scored once when that round's
-# model was final (b110a7a, docs/answers.md); floors at what that scoring measured: one question
-# fewer answered right or on top, one more answered wrong or one more off-topic question answered
-# fails.
-BLIND_V9_FLOOR = {
-    "en": {"answered right": 0.88, "top-1": 0.98},  # 64 and 71 of 72
-    "zh": {"answered right": 0.98, "top-1": 0.98},  # 71 and 71 of 72
+# Each scored blind set's floors, at what its scoring measured (docs/answers.md): one question fewer
+# answered right or on top, one more answered wrong or one more off-topic question answered fails.
+# Per language: (answered right, top-1) at least, answered wrong at most, off-topic escalated of 36.
+BLIND_FLOORS = {
+    # v9: written before the twelfth round's work (f8a8147), scored once when that round's model
+    # was final (b110a7a). English off-topic was 35 then, 36 since the thirteenth round, whose gate
+    # feature (lead_unknown) was found by looking at v9's one off-topic question answered: v9 is
+    # no longer blind to it.
+    "v9": {
+        "en": ((0.88, 0.98), 0.0, 36),  # 64 and 71 of 72, 0 wrong
+        "zh": ((0.98, 0.98), 0.014, 36),  # 71 and 71 of 72, 1 wrong
+    },
+    # v10: written before the thirteenth round's work (5a7931b), scored once when that round's
+    # model was final (94cac76)
+    "v10": {
+        "en": ((0.83, 0.91), 0.028, 35),  # 60 and 66 of 72, 2 wrong
+        "zh": ((0.98, 0.99), 0.0, 36),  # 71 and 72 of 72, none wrong
+    },
 }
-BLIND_V9_MAX_WRONG = {"en": 0.0, "zh": 0.014}  # 0 and 1 of 72
-# of 36 each; English was 35 when v9 was scored, 36 since the thirteenth round (whose gate feature,
-# lead_unknown, was found by looking at v9's one off-topic question answered: no longer blind to it)
-BLIND_V9_OFF_TOPIC_ESCALATED = {"en": 36, "zh": 36}
+BLIND_SCORED = {"v9": (BLIND_V9, "the twelfth"), "v10": (BLIND_V10, "the thirteenth")}
 
 
-def test_blind_v9_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str]) -> None:
-    title = "blind set v9 (blind_v9.json; written before the twelfth round; nothing fitted on it):"
-    lines = [title]
+@pytest.mark.parametrize("name", list(BLIND_FLOORS))
+def test_scored_blind_set_figures(
+    kb: KnowledgeBase, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, before = BLIND_SCORED[name]
+    lines = [f"blind set {name} (blind_{name}.json; written before {before} round, not fitted on):"]
     measured = {}
     for lang in ("en", "zh"):
-        figures, escalated, n_off = measured[lang] = _blind(kb, lang)
-        n = sum(q["lang"] == lang for q in BLIND_V9["questions"])
+        figures, escalated, n_off = measured[lang] = _blind(kb, lang, data)
+        n = sum(q["lang"] == lang for q in data["questions"])
         lines += [
             _line(f"{lang} questions", figures, n),
             f"  {lang} off-topic escalated {escalated}/{n_off}",
@@ -679,16 +686,32 @@ def test_blind_v9_figures(kb: KnowledgeBase, capsys: pytest.CaptureFixture[str])
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     for lang, (figures, escalated, n_off) in measured.items():
+        (right, top1), max_wrong, min_escalated = BLIND_FLOORS[name][lang]
         assert n_off == 36, lang
-        assert figures["answered wrong"] <= BLIND_V9_MAX_WRONG[lang], (lang, figures)
-        for name, floor in BLIND_V9_FLOOR[lang].items():
-            assert figures[name] >= floor, (lang, name, figures[name])
-        assert escalated >= BLIND_V9_OFF_TOPIC_ESCALATED[lang], (lang, escalated, n_off)
+        assert figures["answered wrong"] <= max_wrong, (lang, figures)
+        assert figures["answered right"] >= right, (lang, figures)
+        assert figures["top-1"] >= top1, (lang, figures)
+        assert escalated >= min_escalated, (lang, escalated, n_off)
 
 
-@pytest.mark.parametrize("lang", ["en", "zh"])
+# on the latest scored blind set, v10
+@pytest.mark.parametrize(
+    "lang",
+    [
+        pytest.param(
+            "en",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 16's targets not reached in English on blind_v10.json: 0.833 "
+                "answered right (60 of 72, 62 needed) and 0.028 wrong, and 1 of 36 off-topic "
+                "questions (a phone carrier's SIM) is answered",
+            ),
+        ),
+        "zh",
+    ],
+)
 def test_blind_targets(kb: KnowledgeBase, lang: str) -> None:
-    figures, escalated, n_off = _blind(kb, lang)
+    figures, escalated, n_off = _blind(kb, lang, BLIND_V10)
     assert figures["answered right"] >= BLIND_TARGET_RIGHT, figures
     assert figures["answered wrong"] <= BLIND_TARGET_WRONG, figures
     assert escalated == n_off, (escalated, n_off)
