@@ -74,10 +74,14 @@ def uwsgi_ini(base: Path, port: int, options: dict[str, str | None], **variables
     """The role's templates/uwsgi.ini.j2 for a local-mode server in ``base`` (its chdir, run and
     shared dirs) on 127.0.0.1:``port``: the role's defaults with ``variables`` over them, then
     the rendered options replaced by ``options`` (None drops one; new ones are appended)."""
-    dirs = {"shared": base / "shared", "run_dir": base / "run"}
-    for path in (dirs["shared"] / "prometheus", dirs["run_dir"]):
+    dirs = {"shared": base / "shared", "run_dir": base / "run", "config_dir": base / "config"}
+    dirs |= {"current": base / "current"}  # binary-path: used by a re-exec only, never here
+    for path in (dirs["shared"] / "prometheus", dirs["run_dir"], dirs["config_dir"]):
         path.mkdir(parents=True, exist_ok=True)
     more = {f"__coinex_chatbot_{k}": str(v) for k, v in dirs.items()}
+    # the role's uwsgi_libs.py, which the master imports before it forks (shared-import)
+    libs = render((ROLE / "templates" / "uwsgi_libs.py.j2").read_text(), role_vars())
+    (dirs["config_dir"] / "uwsgi_libs.py").write_text(libs)
     more |= {"coinex_chatbot_mode": "local", "__coinex_chatbot_local": True}
     more |= {"coinex_chatbot_base_dir": str(base), "coinex_chatbot_http_port": port}
     # uWSGI itself on the port (the role's local mode puts its haproxy there; the bench measures

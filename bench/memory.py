@@ -39,8 +39,9 @@ PYMALLOC_OFF = ("PYTHONMALLOC", "malloc")  # jemalloc then serves the small obje
 PRELOAD = "no lazy-apps (uWSGI master imports the app); Dramatiq main imports the tasks and \
 builds the knowledge base before its fork"
 PRELOAD_UWSGI = "no lazy-apps (uWSGI master imports the app); Dramatiq as deployed"
-LIBS = "lazy-apps; the uWSGI master imports the libraries (not the app) and calls gc.freeze() \
-before the fork (`shared-import`, bench/uwsgi_libs.py)"
+LIBS = "lazy-apps; the uWSGI master imports the web libraries (not the app) and calls \
+gc.freeze() before the fork (the role's `shared-import` of uwsgi_libs.py)"
+NO_LIBS = "lazy-apps; no `shared-import` (each uWSGI worker imports its own libraries)"
 COW = "gc.freeze() in the uWSGI master after the import, before the fork (bench/uwsgi_freeze.py)"
 FREEZE = "gc.freeze() before the fork in the Dramatiq main (dramatiq only), after the app import \
 in each uWSGI worker (lazy-apps: the master has no app)"
@@ -65,7 +66,9 @@ class Config:
     preload: bool = False  # masters import the app before forking (uWSGI without lazy-apps)
     gc_freeze: bool = False  # gc.freeze() in the masters before the fork (see uwsgi_freeze.py)
     uwsgi_only: bool = False  # preload and gc_freeze apply to uWSGI alone (Dramatiq as deployed)
-    libs: bool = False  # lazy-apps, the uWSGI master imports the libraries alone (uwsgi_libs.py)
+    # lazy-apps, the uWSGI master imports the libraries alone (the role's uwsgi_libs.py, as
+    # deployed); without it the role's shared-import is left out of uwsgi.ini
+    libs: bool = False
     # each task program as the role ran it until 2026-11-30: Dramatiq's command line, a main
     # process that forks one worker process (today: one process, python -m coinex_chatbot.worker)
     two_process_tasks: bool = False
@@ -82,9 +85,9 @@ class Config:
         parts += [LIBS] * self.libs
         parts += [TWO_PROCESS] * self.two_process_tasks
         if self.uwsgi_only:
-            parts += [PRELOAD_UWSGI if self.preload else "lazy-apps"] + [COW] * self.gc_freeze
+            parts += [PRELOAD_UWSGI if self.preload else NO_LIBS] + [COW] * self.gc_freeze
         else:
-            parts += [PRELOAD if self.preload else "lazy-apps"] * (not self.libs)
+            parts += [PRELOAD if self.preload else NO_LIBS] * (not self.libs)
             parts += [FREEZE_PRELOADED if self.preload else FREEZE] * self.gc_freeze
         role = common.role_vars(**uwsgi_vars)
         on = ", ".join(f"{uwsgi_option(n)} = {role[n]}" for n in NO_RECYCLING if int(role[n]))
@@ -105,13 +108,22 @@ CONFIGS = {
         Config("jemalloc-tuned", jemalloc=True, env=(("MALLOC_CONF", TUNED),)),
         Config("jemalloc-malloc", jemalloc=True, env=(PYMALLOC_OFF,)),
         Config("jemalloc-malloc-tuned", jemalloc=True, env=(PYMALLOC_OFF, ("MALLOC_CONF", TUNED))),
-        # the role's default since 2026-11-30 evening: tuned jemalloc everywhere, and the task
+        # the role's default of 2026-11-30 evening: tuned jemalloc everywhere, and the task
         # programs without pymalloc (jemalloc returns what their boot frees)
         Config(
             "jemalloc-tuned-tasks-malloc",
             jemalloc=True,
             env=(("MALLOC_CONF", TUNED),),
             task_env=(PYMALLOC_OFF,),
+        ),
+        # the role's default since 2026-12-01: that, and the web libraries shared by the uWSGI
+        # master (a release with other libraries re-executes the master instead of a chain reload)
+        Config(
+            "jemalloc-tuned-tasks-malloc-uwsgi-libs",
+            jemalloc=True,
+            env=(("MALLOC_CONF", TUNED),),
+            task_env=(PYMALLOC_OFF,),
+            libs=True,
         ),
         Config("glibc-uwsgi-libs", libs=True),
         Config("glibc-uwsgi-cow", preload=True, gc_freeze=True, uwsgi_only=True),
@@ -137,7 +149,8 @@ CONFIGS = {
 }
 # issue 13's comparison: the allocators and their tuning, and copy-on-write sharing in uWSGI
 DEFAULT = "glibc,glibc-two-process-tasks,jemalloc,jemalloc-malloc,jemalloc-tuned,\
-jemalloc-malloc-tuned,jemalloc-tuned-tasks-malloc,glibc-uwsgi-libs,glibc-uwsgi-cow"
+jemalloc-malloc-tuned,jemalloc-tuned-tasks-malloc,jemalloc-tuned-tasks-malloc-uwsgi-libs,\
+glibc-uwsgi-libs,glibc-uwsgi-cow"
 
 
 @dataclass
@@ -257,8 +270,8 @@ def run_slot(slot: Slot, args: Any, lab: Lab, jemalloc: str) -> None:
     options = OPTIONS | ({"lazy-apps": None} if cfg.preload else {})
     if cfg.gc_freeze:
         options |= {"module": "uwsgi_freeze:application", "pythonpath": str(BENCH)}
-    if cfg.libs:
-        options |= {"shared-import": "uwsgi_libs", "pythonpath": str(BENCH)}
+    if not cfg.libs:
+        options |= {"shared-import": None}
     ini = common.uwsgi_ini(slot_dir, port, options, **UWSGI, **slot.uwsgi_vars)
     tasks = not cfg.uwsgi_only  # the Dramatiq mains get the preload and freeze too
     flags = ["--bench-preload"] * (cfg.preload and tasks) + ["--bench-freeze"] * (
@@ -397,7 +410,13 @@ def section(slots: list[Slot], args: Any, jemalloc: str, host: dict, started: fl
         if s is not base:
             total = s.pss("") / base.pss("")
             met = "met" if total <= TARGET else "not met"
-            reload = "no chain reload (preloaded master)" if s.config.preload else "chain reload"
+            reload = (
+                "no chain reload (preloaded master)"
+                if s.config.preload
+                else "chain reload; a master re-exec after a release with other libraries"
+                if s.config.libs
+                else "chain reload"
+            )
             target.append(
                 f"- {s.config.name}: {mib(s.pss(''))} MiB against {mib(base.pss(''))} MiB = "
                 f"**{total:.2f}x**: **{met}** ({reload})"

@@ -7,6 +7,7 @@ failed requests, 0 lost messages) and which of -e ws / WS / the inventory wins."
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -84,6 +85,20 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalDeploy]:
     yield deployment
     if (deployment.base / "local_supervisord.conf").exists():
         deployment.supervisorctl("shutdown")
+
+
+def master_libraries(local: LocalDeploy) -> tuple[int, list[str]]:
+    """The uWSGI master's pid and the library files it has mapped (its site-packages')."""
+    pid = int(local.supervisorctl("pid", SERVER).stdout)
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    paths = {ln.split(maxsplit=5)[5] for ln in maps if len(ln.split(maxsplit=5)) == 6}
+    return pid, sorted(p for p in paths if "/site-packages/" in p)
+
+
+def are_currents(local: LocalDeploy, files: list[str]) -> bool:
+    """Whether ``files`` are the files (hard links) of `current`'s venv."""
+    site = next((local.base / "current/venv/lib").glob("python3.*/site-packages"))
+    return all(os.path.samefile(f, site / f.split("/site-packages/", 1)[1]) for f in files)
 
 
 def test_first_deploy_answers_a_question(local: LocalDeploy) -> None:
@@ -201,7 +216,12 @@ def test_a_no_op_run_writes_no_file(local: LocalDeploy) -> None:
         return [ln for ln in block.splitlines() if re.match(r"(ok|changed|skipping): ", ln)]
 
     plain = results("Configuration files without secrets")
-    for path in ("shared/config/uwsgi.ini", "local_supervisord.conf", "shared/config/haproxy.cfg"):
+    for path in (
+        "shared/config/uwsgi.ini",
+        "shared/config/uwsgi_libs.py",
+        "local_supervisord.conf",
+        "shared/config/haproxy.cfg",
+    ):
         assert f"skipping: [localhost] => (item={local.base / path}) " in plain, (path, plain)
     secret = results("Configuration files holding the app's secrets")
     assert secret.count("skipping: [localhost] => (item=(censored due to no_log)) ") == 2, secret
@@ -296,6 +316,7 @@ def test_a_changed_haproxy_configuration_restarts_it(local: LocalDeploy) -> None
 
 def test_code_change_is_chain_reloaded(local: LocalDeploy) -> None:
     master_before = local.supervisorctl("pid", SERVER)
+    _, libraries = master_libraries(local)
     first_release_built = (
         (local.base / "releases" / local.releases_seen[0] / ".fingerprint").stat().st_mtime
     )
@@ -307,7 +328,9 @@ def test_code_change_is_chain_reloaded(local: LocalDeploy) -> None:
     local.releases_seen.append(local.current())
     master_after = local.supervisorctl("pid", SERVER)
     assert master_after.stdout == master_before.stdout  # chain reload: same master, same socket
-    assert "Chain-reload uWSGI" in run.output
+    assert said(run, "uWSGI chain reload (workers replaced one at a time)"), run.output[-6000:]
+    # the master kept the libraries it imported, the new release's files too (the same lock)
+    assert master_libraries(local)[1] == libraries and are_currents(local, libraries)
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
     # the dependency layer was not rebuilt: one dependency venv, unchanged since the first
     # deploy, and both releases' copies of a library are hard links to its files
@@ -489,3 +512,41 @@ def test_a_task_restart_that_does_not_finish_fails_the_gate(local: LocalDeploy) 
     tasks = local.task_processes()
     assert len(tasks) == 2 and all("RUNNING" in ln for ln in tasks), tasks
     assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+
+
+def test_a_release_with_other_libraries_re_executes_the_master(
+    local: LocalDeploy, tmp_path: Path
+) -> None:
+    """The uWSGI master imports the web libraries before it forks (uwsgi_libs.py), so a chain
+    reload would keep them. A release with another lock (here a comment: another dependency
+    venv, whose files are not the running master's) re-executes the master instead, under load:
+    same master pid, new workers, the master's mapped libraries now `current`'s files, 0 failed
+    requests and nothing lost. The rollback to the earlier lock does the same."""
+    pid, files = master_libraries(local)
+    assert files and are_currents(local, files), files  # the pyuwsgi and web libraries' .so
+    assert any("/markupsafe/" in f for f in files), files  # imported by the master (Jinja2's)
+    before = local.current()
+    lock = local.app / "requirements.lock"
+    good = lock.read_text()
+    lock.write_text(good + "# another lock: another dependency venv\n")
+    load = Load(local, tmp_path)
+    try:
+        run = local.deploy()
+    finally:
+        lock.write_text(good)
+    figures = load.finish()
+    assert run.rc == 0, run.output[-4000:]
+    re_exec = "uWSGI master re-executed, since its libraries were not those of the release"
+    assert said(run, re_exec), run.output[-6000:]
+    assert local.current() != before
+    new_pid, new_files = master_libraries(local)
+    assert new_pid == pid  # re-executed, not restarted: the socket stayed open
+    assert are_currents(local, new_files) and not are_currents(local, files), new_files
+    assert_nothing_lost(figures)
+    assert local.ask("How do I reset my 2FA?")["status"] == "answered"
+
+    run = run_playbook("rollback.yml", *local.args())
+    assert run.rc == 0, run.output[-4000:]
+    assert local.current() == before
+    assert said(run, "uWSGI master re-executed"), run.output[-6000:]
+    assert master_libraries(local)[0] == pid and are_currents(local, master_libraries(local)[1])
