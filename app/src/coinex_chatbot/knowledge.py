@@ -55,10 +55,10 @@ Confidence (0..1); the worker answers at >= ``CHATBOT_CONFIDENCE_THRESHOLD`` (de
       平台 ... ``_ADDRESSED_EN`` / ``_ZH``), else 0: the gate only. One English phrasing in seven
       does, one off-topic question in four hundred.
     * lead_unknown: 1 if the first content word of an English question (not an intent marker,
-      number or word pair) is one the help centre never uses and no typo of one, else 0: the
-      gate only. Questions about something else often open with it ("remitly wants proof of
-      address"): one English off-topic question in three of ``off_topic.json``, while a
-      phrasing's first word is one the other phrasings use.
+      number or word pair) is one the help centre never uses, or uses in a single text, and no
+      typo of one, else 0: the gate only. Questions about something else often open with it
+      ("remitly wants proof of address"): one English off-topic question in three of
+      ``off_topic.json``, while a phrasing's first word is one the other phrasings use.
 
     ``Calibration``: per language two logistic regressions on them, the gate (is the question
     about the help centre at all?) and the right-article model (does its best article answer
@@ -537,14 +537,14 @@ class _LanguageIndex:
         return best
 
     def lead_unknown(self, query: Query) -> float:
-        """1 if the first content word of an English question is not indexed and no typo of an
-        indexed word (``FEATURES``' lead_unknown), else 0."""
+        """1 if the first content word of an English question is not indexed, or only one text
+        uses it, and it is no typo of an indexed word (``FEATURES``' lead_unknown), else 0."""
         if self.lang != "en":
             return 0.0
         for token, indexed, weight in query:
             if "_" in indexed or token in INTENTS or any(c.isdigit() for c in token):
                 continue
-            return float(weight == 1.0 and indexed not in self.rows)
+            return float(weight == 1.0 and (indexed not in self.rows or self._support(indexed) < 2))
         return 0.0
 
     def known_article(self, query: Query) -> int | None:
