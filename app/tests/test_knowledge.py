@@ -12,13 +12,11 @@ Figures are printed on every run, the development set apart from the blind one:
   (``test_earlier_blind_sets_are_training_text``). Only their shape is tested;
 * blind v10: tests/data/blind_v10.json, scored once at the end of the thirteenth round, training
   text since the fourteenth (``test_earlier_blind_sets_are_training_text``);
-* blind v9: tests/data/blind_v9.json (written after blind v8 had been scored, before the twelfth
-  round of work; nothing is fitted on it, and nothing near it is in the training text): scored
-  once at the end of the twelfth round, printed apart from the development figures, with floors
-  at what that scoring measured;
-* blind v11: tests/data/blind_v11.json (written after blind v10 had been scored, before the
-  fourteenth round of work): only its shape and its distance from the training text are tested;
-  it is not scored until that round ends.
+* blind v9 and v11: tests/data/blind_v9.json and blind_v11.json (written after blind v8 and v10
+  had been scored, before the twelfth and the fourteenth round of work; nothing is fitted on
+  them, and nothing near them is in the training text): each scored once at the end of its
+  round, printed apart from the development figures, with floors at what that scoring measured.
+  The issue's targets are tested on the latest, v11.
 """
 
 from __future__ import annotations
@@ -82,7 +80,7 @@ EARLIER_BLIND = (BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_
 BLIND_V9 = json.loads((DATA / "blind_v9.json").read_text("utf-8"))
 # written after blind v9 had been scored, before the thirteenth round (see its _comment)
 BLIND_V10 = json.loads((DATA / "blind_v10.json").read_text("utf-8"))
-# written after blind v10 had been scored, before the fourteenth round; not scored yet (_comment)
+# written after blind v10 had been scored, before the fourteenth round (see its _comment)
 BLIND_V11 = json.loads((DATA / "blind_v11.json").read_text("utf-8"))
 THRESHOLD = load_settings({"CHATBOT_ENV": "local"}).confidence_threshold  # the app's default
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -683,8 +681,14 @@ BLIND_FLOORS = {
         "en": ((0.88, 0.98), 0.0, 36),  # 64 and 71 of 72, 0 wrong
         "zh": ((0.98, 0.98), 0.014, 36),  # 71 and 71 of 72, 1 wrong
     },
+    # v11: written before the fourteenth round's work (761f062), scored once when that round's
+    # model was final (001a72c)
+    "v11": {
+        "en": ((0.90, 0.97), 0.0, 36),  # 65 and 70 of 72, none wrong
+        "zh": ((0.97, 0.99), 0.0, 35),  # 70 and 72 of 72, none wrong
+    },
 }
-BLIND_SCORED = {"v9": (BLIND_V9, "the twelfth")}
+BLIND_SCORED = {"v9": (BLIND_V9, "the twelfth"), "v11": (BLIND_V11, "the fourteenth")}
 
 
 @pytest.mark.parametrize("name", list(BLIND_FLOORS))
@@ -712,11 +716,24 @@ def test_scored_blind_set_figures(
         assert escalated >= min_escalated, (lang, escalated, n_off)
 
 
-# on the scored blind set that is not training text, v9 (looked at since it was scored; v10 is
-# training text since the fourteenth round, and v11 is not scored yet)
-@pytest.mark.parametrize("lang", ["en", "zh"])
+# on the latest scored blind set, v11
+@pytest.mark.parametrize(
+    "lang",
+    [
+        "en",
+        pytest.param(
+            "zh",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 16's targets not reached in Chinese on blind_v11.json: 0.972 "
+                "answered right and none wrong meet them, but 1 of 36 off-topic questions "
+                "(another exchange's own identity check) is answered",
+            ),
+        ),
+    ],
+)
 def test_blind_targets(kb: KnowledgeBase, lang: str) -> None:
-    figures, escalated, n_off = _blind(kb, lang, BLIND_V9)
+    figures, escalated, n_off = _blind(kb, lang, BLIND_V11)
     assert figures["answered right"] >= BLIND_TARGET_RIGHT, figures
     assert figures["answered wrong"] <= BLIND_TARGET_WRONG, figures
     assert escalated == n_off, (escalated, n_off)
