@@ -68,7 +68,14 @@ def test_a_message_pending_too_long_is_claimed_once_until_it_is_answered(redis_c
     assert {mid, other} <= set(store.claim_stale_pending(0, limit=100_000))  # stale again
     message = {"conversation_id": cid, "text": "How do I withdraw USDT?", "lang": "en"}
     assert store.complete(mid, message, "answered", "an answer", [], 0.9)
-    store.discard_message(cid, other)
+    assert store.complete(
+        other,
+        {**message, "text": "How do I create an API key?"},
+        "escalated",
+        "a human will answer",
+        [],
+        0.1,
+    )
     assert redis_client.zscore("chatbot:pending", mid) is None
     assert redis_client.zscore("chatbot:pending", other) is None
     assert not {mid, other} & set(store.claim_stale_pending(0, limit=100_000))
@@ -110,3 +117,57 @@ def test_post_message_checks_limits_and_stores_in_one_script(redis_client):
     assert 1 <= refused.limit.retry_after <= 61 and refused.added is None
     assert redis_client.llen(f"chatbot:conv:{cid}:messages") == 2  # not stored
     redis_client.delete(store.stream)
+
+
+def test_post_message_stores_its_task_where_dramatiq_fetches_it(redis_server, redis_client):
+    """The post's script writes the task as Dramatiq's own enqueue does: Dramatiq's consumer
+    fetches it (the actor, the message id, its Redis id). A post that stores no message (an
+    unknown conversation, over a limit, a replay) enqueues nothing."""
+    import dramatiq
+    import redis
+
+    from coinex_chatbot.runtime import FailoverSafeRedisBroker
+
+    broker = FailoverSafeRedisBroker(
+        client=redis.Redis.from_url(redis_server.url), namespace=f"test-{uuid.uuid4().hex}"
+    )
+    actor = dramatiq.actor(lambda message_id: None, actor_name="answer", broker=broker)
+    store = Store(redis_client, TTL, "unused")
+    cid = store.create_conversation("en")
+    queue = f"{broker.namespace}:{actor.queue_name}"
+
+    def post(mid: str, key: str | None = None, limits=()):
+        task = broker.scripted_enqueue(actor.message(mid))
+        return task, store.post_message(cid, "hello", "en", key, list(limits), mid=mid, task=task)
+
+    limits = [(f"conversation:{cid}", 2)]
+    task, posted = post("a" * 32, key="k1", limits=limits)
+    assert posted.added and posted.added.created and posted.added.message_id == "a" * 32
+    assert redis_client.llen(queue) == 1
+    missing = broker.scripted_enqueue(actor.message("b" * 32))
+    assert not store.post_message(uuid.uuid4().hex, "x", "en", None, [], task=missing).found
+    _, replay = post("c" * 32, key="k1")
+    assert replay.added and not replay.added.created
+    _, second = post("d" * 32, limits=limits)
+    _, limited = post("e" * 32, limits=limits)
+    assert second.limit.allowed and not limited.limit.allowed
+    assert redis_client.llen(queue) == 2, "a post that stored no message enqueued a task"
+
+    consumer = broker.consume(actor.queue_name, prefetch=1, timeout=1000)
+    try:
+        fetched = []
+        for _, message in zip(range(20), consumer, strict=False):  # at most about 20 s
+            if message is not None:
+                fetched.append(message)
+                consumer.ack(message)
+            if len(fetched) == 2:
+                break
+        assert [(m.actor_name, m.args) for m in fetched] == [
+            ("answer", ("a" * 32,)),
+            ("answer", ("d" * 32,)),
+        ]
+        assert fetched[0].message_id == task.message.message_id
+        assert fetched[0].options["redis_message_id"] == task.values[0]
+    finally:
+        consumer.close()
+    assert not redis_client.exists(queue, f"{queue}.msgs")

@@ -127,7 +127,8 @@ def openapi_document() -> dict[str, Any]:
                             "Idempotency-Key that is not 1 to 128 printable ASCII characters"
                         ),
                         "409": _error(
-                            "The first post with this Idempotency-Key is being undone; retry",
+                            "The message first posted with this Idempotency-Key has just "
+                            "expired; retry",
                             retry_after=True,
                         ),
                         "422": _error("The Idempotency-Key was used for another text"),

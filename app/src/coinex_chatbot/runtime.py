@@ -30,10 +30,24 @@ log = logging.getLogger("coinex_chatbot.tasks")
 
 
 @dataclass(frozen=True)
+class ScriptedEnqueue:
+    """A Dramatiq message for a store script to enqueue in the same step as the data it is about.
+
+    ``keys`` and ``values`` are those of the enqueue of Dramatiq's dispatch.lua: HSET of the
+    queue's messages hash (the message's Redis id -> the encoded message), then RPUSH of the id
+    on the queue. test_api checks that Dramatiq's own consumer fetches what the script wrote.
+    """
+
+    message: dramatiq.Message
+    keys: tuple[str, str]  # the queue's messages hash, the queue
+    values: tuple[str, bytes]  # the message's Redis id, the encoded message
+
+
+@dataclass(frozen=True)
 class Runtime:
     settings: Settings
     store: Store
-    broker: RedisBroker
+    broker: FailoverSafeRedisBroker
 
 
 _current: Runtime | None = None
@@ -201,14 +215,15 @@ RESEND_AFTER_HEARTBEATS = 2
 class ResendStalePending(Middleware):
     """Each Dramatiq worker process sends anew the task of a message pending for too long.
 
-    The message record and its task are separate writes (the store's connection, then the
-    broker's), and so are a task's answer and its ack: when the primary is lost, the promoted
-    replica may have one without the other. A message left pending with no task to answer it
-    (the enqueue lost, or the task acked on the new primary while its answer was lost with the
-    old one) would stay pending for ever. The store indexes pending messages by when their task
-    was sent; every half ``older_than_s`` this sends the task again of each one still pending
-    that long after (claimed atomically: one sweeper sends it). A task sent twice answers once:
-    the actor does nothing for a message no longer pending, and Store.complete acts only once.
+    A message and its task are stored in one step (``Store.post_message``), but a task's answer and
+    its ack are separate writes (the store's connection, then the broker's): when the primary is
+    lost, the promoted replica may have one without the other. A message left pending with no task
+    to answer it (the task acked on the new primary while its answer was lost with the old one, or a
+    task sent again by this very sweep and lost) would stay pending for ever. The store indexes
+    pending messages by when their task was sent; every half ``older_than_s`` this sends the task
+    again of each one still pending that long after (claimed atomically: one sweeper sends it). A
+    task sent twice answers once: the actor does nothing for a message no longer pending, and
+    Store.complete acts only once.
     """
 
     def __init__(self, older_than_s: float) -> None:
@@ -252,6 +267,20 @@ class FailoverSafeRedisBroker(RedisBroker):
         super().__init__(**options)
         self.consumed: set[str] = set()  # the queues a consumer was started for
 
+    def scripted_enqueue(self, message: dramatiq.Message) -> ScriptedEnqueue:
+        """``message`` as ``enqueue`` (no delay) would put it on its queue, for a store script to
+        write: with its own Redis id, the enqueue middleware's before-hooks run. Once the script
+        has stored it, call ``scripted_enqueued``."""
+        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        self.emit_before("enqueue", message, None)
+        queue = f"{self.namespace}:{message.queue_name}"
+        values = (message.options["redis_message_id"], message.encode())
+        return ScriptedEnqueue(message, (f"{queue}.msgs", queue), values)
+
+    def scripted_enqueued(self, enqueued: ScriptedEnqueue) -> None:
+        """The enqueue middleware's after-hooks, once a script stored ``enqueued``."""
+        self.emit_after("enqueue", enqueued.message, None)
+
     @property
     def consumer_class(self) -> type[ReconcilingConsumer]:
         return ReconcilingConsumer
@@ -266,7 +295,7 @@ class FailoverSafeRedisBroker(RedisBroker):
         return super().consume(queue_name, prefetch=prefetch, timeout=timeout)
 
 
-def make_broker(s: Settings) -> RedisBroker:
+def make_broker(s: Settings) -> FailoverSafeRedisBroker:
     """Dramatiq's broker on the settings' Redis primary (through Sentinel when configured)."""
     client = redis_client(
         s,

@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -40,24 +40,27 @@ return 1
 
 # The enqueue request's Redis work in one round trip. KEYS: the conversation, the new message, the
 # conversation's list, the pending index, the idempotency key (or the conversation again when the
-# post has none), then one rate-limit counter per active scope. ARGV: new message id, conversation
-# id, text, lang, created_at, TTL in seconds, the pending score (full precision), "1" when the
-# post has an idempotency key, the counters' TTL, message key prefix, then each counter's limit.
+# post has none), the task's queue hash and queue (Dramatiq's; the conversation twice when the
+# post enqueues no task), then one rate-limit counter per active scope. ARGV: new message id,
+# conversation id, text, lang, created_at, TTL in seconds, the pending score (full precision),
+# "1" when the post has an idempotency key, the counters' TTL, message key prefix, the task's
+# Redis id ("" for none) and encoded message, then each counter's limit.
 # Returns {'missing'}; {'limited', n} (n: the first scope over its limit, from 1; every counter
 # counts the post, as before); {'named', id, status, text} (the key names an earlier message);
-# {'stored', id}. Same steps and order as the commands it replaces (EXISTS, the rate-limit
-# pipeline, then the MULTI that stored a message and the script that stored it once per key).
+# {'stored', id}: the message and its task, in one step. Same steps and order as the commands it
+# replaces (EXISTS, the rate-limit pipeline, the MULTI that stored a message and the script that
+# stored it once per key, then Dramatiq's enqueue).
 _POST = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing'}
 end
 local counts = {}
-for i = 6, #KEYS do
+for i = 8, #KEYS do
   counts[#counts + 1] = redis.call('INCR', KEYS[i])
   redis.call('EXPIRE', KEYS[i], ARGV[9])
 end
 for i, count in ipairs(counts) do
-  if count > tonumber(ARGV[10 + i]) then
+  if count > tonumber(ARGV[12 + i]) then
     return {'limited', i}
   end
 end
@@ -73,6 +76,10 @@ redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZADD', KEYS[4], ARGV[7], ARGV[1])
+if ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[11], ARGV[12])
+  redis.call('RPUSH', KEYS[7], ARGV[11])
+end
 return {'stored', ARGV[1]}
 """
 
@@ -93,13 +100,6 @@ end
 return out
 """
 
-# KEYS: the idempotency key. ARGV: the message id. Release the key only if it still names it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 def new_id() -> str:
@@ -116,7 +116,7 @@ class Added:
 
     message_id: str
     created: bool
-    status: str | None = None  # the earlier message's; None when it is gone (or being undone)
+    status: str | None = None  # the earlier message's; None when it is gone (expired)
     text: str | None = None
 
 
@@ -147,6 +147,17 @@ CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 
+class TaskWrite(Protocol):
+    """A task to store in the same step as its message: the keys and values of its queue's
+    write (``runtime.ScriptedEnqueue``: a hash of the queue's messages and the queue)."""
+
+    @property
+    def keys(self) -> tuple[str, str]: ...
+
+    @property
+    def values(self) -> tuple[str, bytes]: ...
+
+
 def connect(url: str) -> redis.Redis:
     """The store's client of the one Redis server at ``url``."""
     return redis.Redis.from_url(url, **CLIENT_OPTIONS)
@@ -165,7 +176,6 @@ class Store:
         self.stream = escalation_stream
         self.escalation_maxlen = escalation_maxlen  # approximate: MAXLEN ~ trims whole nodes
         self._complete = client.register_script(_COMPLETE)
-        self._release = client.register_script(_RELEASE)
         self._claim_stale = client.register_script(_CLAIM_STALE)
         self._post = client.register_script(_POST)
 
@@ -204,18 +214,25 @@ class Store:
         key: str | None,
         limits: list[tuple[str, int]],
         window: int = 60,
+        *,
+        mid: str | None = None,
+        task: TaskWrite | None = None,
     ) -> Posted:
         """conversation_exists, hit_rate_limits and add_message (``key`` None) or
-        add_message_once in one round trip (one Lua script, atomic)."""
+        add_message_once in one round trip (one Lua script, atomic). A new message gets the id
+        ``mid`` (default: a new one), and ``task`` (its task's queue write) is stored with it, in
+        the same step: a message is never stored without its task, nor a task without it."""
         active = [(scope, limit) for scope, limit in limits if limit > 0]
         now = time.time()
         slot = int(now // window)
-        mid, conv = new_id(), self._conv(cid)
+        mid, conv = mid or new_id(), self._conv(cid)
         keys = [conv, self._msg(mid), f"{conv}:messages", PENDING]
         keys.append(self._idempotency(cid, key) if key is not None else conv)
+        keys += task.keys if task is not None else (conv, conv)
         keys += [f"{PREFIX}:rl:{scope}:{slot}" for scope, _ in active]
-        args = [mid, cid, text, lang, f"{now:.3f}", self.ttl, repr(now)]
+        args: list[Any] = [mid, cid, text, lang, f"{now:.3f}", self.ttl, repr(now)]
         args += ["0" if key is None else "1", window + 1, f"{PREFIX}:msg:"]
+        args += task.values if task is not None else ("", "")
         args += [limit for _, limit in active]
         reply = self._post(keys=keys, args=args)
         allowed = RateLimitResult(True, 0)
@@ -242,22 +259,13 @@ class Store:
             raise KeyError(f"no conversation {cid}")
         return posted.added
 
-    def discard_message(self, cid: str, mid: str, key: str | None = None) -> None:
-        """Undo add_message(_once) when the task could not be enqueued (best effort)."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self._msg(mid))
-        pipe.lrem(f"{self._conv(cid)}:messages", 0, mid)
-        pipe.zrem(PENDING, mid)
-        pipe.execute()
-        if key is not None:  # a retry with the key stores the message anew
-            self._release(keys=[self._idempotency(cid, key)], args=[mid])
-
     def wait_for_replicas(self, mid: str, replicas: int, timeout_ms: int, replay: bool) -> int:
         """How many replicas have the message (and its task): at most ``replicas``.
 
         WAIT covers this connection's writes, so a write to the message goes first on the same
-        connection (one pipeline): replication is in order, so the task enqueued before it on
-        the broker's connection is covered too. A replay counts itself on the message.
+        connection (one pipeline): replication is in order, so the message and its task, stored
+        before it by the post's script (on any pooled connection), are covered too. A replay
+        counts itself on the message.
         """
         pipe = self.r.pipeline(transaction=False)
         if replay:

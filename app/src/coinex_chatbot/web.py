@@ -23,7 +23,7 @@ from .language import LANGUAGES, detect_language
 from .logs import log_event, setup_logging
 from .openapi import openapi_document
 from .runtime import get_runtime
-from .store import RateLimitResult, is_valid_id
+from .store import RateLimitResult, is_valid_id, new_id
 
 log = logging.getLogger("coinex_chatbot.web")
 
@@ -152,7 +152,7 @@ def _lang(body: dict[str, Any]) -> str | None:
 def create_app(settings: Settings | None = None) -> Flask:
     """The app on the process's runtime for ``settings`` (default: the environment's)."""
     runtime = get_runtime(settings)
-    settings, store = runtime.settings, runtime.store
+    settings, store, broker = runtime.settings, runtime.store, runtime.broker
     setup_logging(settings.log_level)
     from .tasks import answer_message  # declared on the same runtime's broker
 
@@ -295,18 +295,21 @@ def create_app(settings: Settings | None = None) -> Flask:
             (f"conversation:{cid}", settings.rate_limit_conversation),
             (f"ip:{request.remote_addr}", settings.rate_limit_ip),
         ]
-        posted = store.post_message(cid, text, lang, key, limits)
+        mid = new_id()
+        # the message and its task are stored by one script, in one step (Store.post_message)
+        task = broker.scripted_enqueue(answer_message.message(mid))
+        posted = store.post_message(cid, text, lang, key, limits, mid=mid, task=task)
         if not posted.found:
             raise ApiError(404, "unknown_conversation", f"no conversation with id {cid!r}")
         refuse_if_limited(posted.limit)
         added = posted.added
         assert added is not None  # found and not limited: the message is added
         mid, status, replay = added.message_id, added.status or "pending", not added.created
-        if replay and added.status is None:
+        if replay and added.status is None:  # its key outlived it by a moment
             raise ApiError(
                 409,
                 "idempotency_conflict",
-                "the message first posted with this Idempotency-Key is being undone; retry",
+                "the message first posted with this Idempotency-Key has just expired; retry",
                 REDIS_RETRY_AFTER,
             )
         if replay and added.text != text:
@@ -316,22 +319,12 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "this Idempotency-Key was used for another text in this conversation",
             )
         if not replay:
-            enqueue(cid, mid, key)
+            broker.scripted_enqueued(task)
+            metrics.MESSAGES_ENQUEUED.inc()
         if settings.redis_wait_replicas:
             require_replicas(mid, replay)
         headers = {"Idempotent-Replayed": "true"} if replay else {}
         return jsonify(message_id=mid, status=status), 202, headers
-
-    def enqueue(cid: str, mid: str, key: str | None) -> None:
-        try:
-            answer_message.send(mid)
-        except Exception:
-            try:
-                store.discard_message(cid, mid, key)
-            except redis.RedisError:
-                log.warning("could not discard message %s after a failed enqueue", mid)
-            raise
-        metrics.MESSAGES_ENQUEUED.inc()
 
     def require_replicas(mid: str, replay: bool) -> None:
         """A 202 means the message and its task survive the primary's loss (WAIT)."""
