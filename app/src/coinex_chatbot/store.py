@@ -101,7 +101,6 @@ return out
 """
 
 
-
 def new_id() -> str:
     return uuid.uuid4().hex
 
