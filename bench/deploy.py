@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -188,8 +189,15 @@ class Deploy:
         if playbook == PLAYBOOK:  # as molecule/default/converge.yml: all hosts in one batch
             argv += ["-e", '{"coinex_chatbot_serial": ["100%"]}']
         before, started = common.loadavg(), time.monotonic()
+        # CPU: the controller's (ansible-playbook and everything it started, reaped when it
+        # ends) and the whole machine's busy time (the controller, the hosts' containers, and
+        # any other job)
+        children, busy = resource.getrusage(resource.RUSAGE_CHILDREN), common.busy_cpu_seconds()
         proc = run_cmd(*argv, timeout=1800, cwd=ROOT, env=self.env | env)
         seconds, output = time.monotonic() - started, proc.stdout + proc.stderr
+        busy = common.busy_cpu_seconds() - busy
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        controller = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
         (log := self.workdir / f"{self.runs:02d}-{what}.log").write_text(output)
         recap = {
             host: {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
@@ -202,6 +210,8 @@ class Deploy:
             "rc": proc.returncode,
             "recap": recap,
             "log": str(log),
+            "controller_cpu_s": controller,
+            "busy_cpu_s": busy,
         }
         run |= {"load_before": before, "load_after": common.loadavg()}
         run["slowest"] = [f"{name.strip()} ({secs} s)" for name, secs in slowest]
@@ -357,6 +367,30 @@ def measure(args: Any, d: Deploy) -> dict[str, Any]:
     return res
 
 
+def cpu_detail(run: dict[str, Any], cores: int) -> str:
+    """What a playbook run cost in CPU: the controller's, and the whole machine's busy time."""
+    if "busy_cpu_s" not in run:  # a run recorded before the CPU was measured
+        return "CPU not measured"
+    busy, controller = run["busy_cpu_s"], run["controller_cpu_s"]
+    average = busy / run["seconds"]
+    return (
+        f"CPU: controller {controller:.1f} s, machine busy {busy:.1f} core-s "
+        f"({average:.2f} of {cores} cores on average)"
+    )
+
+
+def cpu_bound(fresh3: dict[str, Any], fresh1: dict[str, Any], cores: int) -> str:
+    """The shortest the 3-host converge could be on this machine's cores: its CPU work spread
+    perfectly over every core, as a ratio to the 1-host converge."""
+    if "busy_cpu_s" not in fresh3:
+        return "CPU bound not measured"
+    floor = fresh3["busy_cpu_s"] / cores
+    return (
+        f"its CPU work alone, spread over all {cores} cores, takes {floor:.1f} s "
+        f"= {floor / fresh1['seconds']:.2f}x the 1-host converge"
+    )
+
+
 def rows(res: dict[str, Any]) -> list[dict[str, str]]:
     """The table's rows: measurement, wall s, ratio, target, met, detail."""
     fresh1, fresh3, code, noops = res["fresh1"], res.get("fresh3"), res["code"], res["noops"]
@@ -368,10 +402,12 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
     code_ok = code["seconds"] <= TARGETS["code"] and load.get("failed", 1) == 0
 
     runs = {k: ", ".join(f"{r['seconds']:.1f}" for r in res[k]) for k in ("floors", "noops")}
+    cores = os.cpu_count() or 1
     compilers = "none" if no_cc else json.dumps(res["compilers"])
     table = [
         ("Fresh converge, 1 host", fresh1["seconds"], "-", f"<= {TARGETS['fresh1']:.0f} s",
-         fresh1["seconds"] <= TARGETS["fresh1"] and no_cc, f"compilers on the hosts: {compilers}"),
+         fresh1["seconds"] <= TARGETS["fresh1"] and no_cc,
+         f"compilers on the hosts: {compilers}; {cpu_detail(fresh1, cores)}"),
         ("Floor: facts + ping, 1 host", floor, "1.00", "-", None, "facts gathered once, as "
          "the no-op rerun gathers them (ansible.cfg: in-memory facts, one run); runs: "
          + runs["floors"]),
@@ -380,7 +416,8 @@ def rows(res: dict[str, Any]) -> list[dict[str, str]]:
          f"runs: {runs['noops']}; changed (max of runs) = {noop_changed}"),
         *[("Fresh converge, 3 hosts in one run", fresh3["seconds"], f"{ratio:.2f}",
            f"<= {TARGETS['fresh3']:.1f}x 1 host", ratio <= TARGETS["fresh3"] and no_cc,
-           "ratio to the 1-host converge") for ratio in ratio3],
+           f"ratio to the 1-host converge; {cpu_detail(fresh3, cores)}; "
+           f"{cpu_bound(fresh3, fresh1, cores)}") for ratio in ratio3],
         ("Code-only release under load (reload + health gate), 1 host", code["seconds"], "-",
          f"<= {TARGETS['code']:.0f} s, 0 failed requests", code_ok,
          f"release {res['code_release']}, changed={changed(code)}; load: "
