@@ -35,7 +35,7 @@ class ScriptedEnqueue:
 
     ``keys`` and ``values`` are those of the enqueue of Dramatiq's dispatch.lua: HSET of the
     queue's messages hash (the message's Redis id -> the encoded message), then RPUSH of the id
-    on the queue. test_api checks that Dramatiq's own consumer fetches what the script wrote.
+    on the queue. test_store checks that Dramatiq's own consumer fetches what the script wrote.
     """
 
     message: dramatiq.Message
