@@ -234,13 +234,16 @@ class Deploy:
         deploys: the role's own script with the role's default cache and arguments."""
         probe = "import platform; print(platform.python_version(), platform.machine())"
         target = ":".join(run_cmd("docker", "exec", host, "python3", "-c", probe).stdout.split())
-        supervisor = common.role_vars()["coinex_chatbot_local_supervisor_version"]
+        role_vars = common.role_vars()
+        supervisor = role_vars["coinex_chatbot_local_supervisor_version"]
+        uv = role_vars["coinex_chatbot_uv_version"]
         started = time.monotonic()
         out = run_cmd(
             str(VENV_BIN / "python"), str(common.ROLE / "files" / "build_wheelhouse.py"),
             "--app-src", str(ROOT / "app"), "--lock", str(ROOT / "app" / "requirements.lock"),
             "--cache", str(Path.home() / ".cache" / "coinex_chatbot"),
-            "--extra", f"supervisor=={supervisor}", f"--target={target}", timeout=900,
+            "--extra", f"supervisor=={supervisor}", "--extra", f"uv=={uv}", f"--target={target}",
+            timeout=900,
         )  # fmt: skip
         if out.returncode != 0:
             raise BenchError(f"wheelhouse build failed: {out.stderr}")

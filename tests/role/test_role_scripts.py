@@ -224,6 +224,107 @@ def test_commands_run_at_the_same_time_and_one_over_its_time_is_killed(tmp_path:
     assert bad.returncode == 2
 
 
+@pytest.fixture(scope="module")
+def uv_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uv wheel of the role's default version, as the controller's wheelhouse gets it."""
+    version = yaml.safe_load((ROOT / "roles/coinex_chatbot/defaults/main.yml").read_text())[
+        "coinex_chatbot_uv_version"
+    ]
+    dest = tmp_path_factory.mktemp("uv")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+         "--no-deps", "--only-binary=:all:", "--dest", str(dest), f"uv=={version}"],
+        check=True,
+    )  # fmt: skip
+    (wheel,) = dest.glob("uv-*.whl")
+    return wheel
+
+
+def _dist(path: Path, name: str, files: dict[str, str]) -> Path:
+    """A pure wheel ``path`` of distribution ``name`` 1.0 with ``files`` (and its dist-info)."""
+    info = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        for arc, text in {
+            **files,
+            f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+            f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        }.items():
+            zf.writestr(arc, text)
+        zf.writestr(
+            f"{info}/RECORD", "".join(f"{n},,\n" for n in zf.namelist()) + f"{info}/RECORD,,\n"
+        )
+    return path
+
+
+def test_a_release_venv_is_built_by_uv_from_the_wheelhouse_and_a_code_release_needs_no_uv(
+    tmp_path: Path, uv_wheel: Path
+) -> None:
+    """files/release_venv.py run whole, as the role runs it: the lock's dependency venv is
+    installed by the uv binary of the wheelhouse's uv wheel (byte-compiled, no pip in it), its
+    console script is rewritten for the release's python, and an app wheel with entry points goes
+    through uv; the next release of the same lock reuses the dependency venv and needs no uv at
+    all; and a dependency venv to build from a wheelhouse without uv stops with a clear error."""
+    script = FILES / "release_venv.py"
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    shutil.copy(uv_wheel, wheelhouse)
+    _dist(wheelhouse / "dep-1.0-py3-none-any.whl", "dep", {
+        "dep/__init__.py": "def main():\n    print('dep ok')\n",
+        "dep-1.0.dist-info/entry_points.txt": "[console_scripts]\ndep-tool = dep:main\n",
+    })  # fmt: skip
+    app_with_scripts = _dist(tmp_path / "app-1.0-py3-none-any.whl", "app", {
+        "app/__init__.py": "import dep\nVERSION = 1\n",
+        "app-1.0.dist-info/entry_points.txt": "[console_scripts]\napp-tool = app:VERSION\n",
+    })  # fmt: skip
+    venvs = tmp_path / "shared" / "venvs"
+    deps = venvs / "lockhash-py-x86_64"
+
+    def release(name: str, app_wheel: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), "--deps", str(deps),
+             "--release", str(tmp_path / name), "--wheelhouse", str(wheelhouse),
+             "--lock", str(tmp_path / name / "requirements.lock"), "--lock-text", "dep==1.0\n",
+             "--app-wheel", str(app_wheel), "--info", "{}", "--fingerprint", name],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    first = release("r1", app_with_scripts)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["deps_built"] is True
+    site = load("release_venv").site_packages(deps)
+    assert (site / "dep-1.0.dist-info/INSTALLER").read_text().strip() == "uv"
+    assert list((site / "dep/__pycache__").glob("__init__.cpython-*.pyc"))
+    assert not list(site.glob("pip*")) and not (deps / "bin/pip").exists()
+    r1 = tmp_path / "r1/venv"
+    tool = (r1 / "bin/dep-tool").read_text()
+    assert tool.startswith(f"#!{r1}/bin/python") and str(deps) not in tool
+    assert (
+        subprocess.run([str(r1 / "bin/dep-tool")], capture_output=True, text=True).stdout
+        == "dep ok\n"
+    )
+    assert (r1 / "bin/app-tool").is_file()  # the app wheel was not plain: uv installed it
+    assert [p.name for p in venvs.iterdir()] == [deps.name]  # uv's directory is gone
+
+    # a code-only release: no uv wheel needed (the dependency venv exists, the app wheel is plain)
+    (wheelhouse / uv_wheel.name).unlink()
+    plain = _dist(tmp_path / "app2-1.0-py3-none-any.whl", "app2", {"app2/__init__.py": "V = 2\n"})
+    second = release("r2", plain)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["deps_built"] is False
+    check = "import app2, dep; print(app2.V)"
+    out = subprocess.run(
+        [str(tmp_path / "r2/venv/bin/python"), "-c", check], capture_output=True, text=True
+    )
+    assert out.stdout == "2\n", out.stderr
+
+    # a new dependency venv without uv in the wheelhouse: a clear error, no half-built venv
+    shutil.rmtree(deps)
+    third = release("r3", plain)
+    assert third.returncode != 0
+    assert "has 0 uv wheels, not one" in third.stderr
+    assert not deps.exists()
+
+
 def test_a_release_removes_the_dependency_venvs_of_other_locks(tmp_path: Path) -> None:
     """Only the current lock's dependency venv stays; a file next to them is not a venv."""
     prune = load("release_venv").prune_other_venvs
@@ -455,12 +556,12 @@ def _wheel(path: Path, extra: dict[str, str] | None = None, purelib: bool = True
     return path
 
 
-def test_a_plain_app_wheel_is_unpacked_and_compiled_and_any_other_left_to_pip(
+def test_a_plain_app_wheel_is_unpacked_and_compiled_and_any_other_left_to_uv(
     tmp_path: Path,
 ) -> None:
     """files/release_venv.py: a pure wheel without scripts, entry points or .data whose files are
     new to the venv is unpacked (importable, byte-compiled, INSTALLER written); anything else is
-    not touched, so pip installs it."""
+    not touched, so uv installs it."""
     release_venv = load("release_venv")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -474,7 +575,7 @@ def test_a_plain_app_wheel_is_unpacked_and_compiled_and_any_other_left_to_pip(
     assert list((site / "tiny/__pycache__").glob("__init__.cpython-*.pyc"))
     assert (site / "tiny-1.0.dist-info/INSTALLER").read_text() == "release_venv.py\n"
     assert (site / "tiny/data/kb.json").read_text() == "{}\n"
-    # a file of the venv is never rewritten: the same wheel again is left to pip, nothing written
+    # a file of the venv is never rewritten: the same wheel again is left to uv, nothing written
     (site / "tiny/__init__.py").write_text("ANSWER = 0\n")
     assert not release_venv.unpack_wheel(venv, tmp_path / "tiny-1.0-py3-none-any.whl")
     assert (site / "tiny/__init__.py").read_text() == "ANSWER = 0\n"

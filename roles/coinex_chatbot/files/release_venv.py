@@ -2,21 +2,24 @@
 target Python: ``python3 -c <this file> ...``).
 
 1. The dependency venv ``--deps`` (``<base>/shared/venvs/<lock hash>-<python>-<arch>``) holds every
-   pinned dependency of the lock, installed by pip from the wheelhouse (no index). It is built once
-   per lock; ``.complete`` is written last, and a venv without it is an unfinished one that is
-   built again. A release whose lock has not changed does not rebuild it.
+   pinned dependency of the lock, installed from the wheelhouse (no index) by uv, whose binary is
+   unpacked from the wheelhouse's uv wheel into a temporary directory next to the dependency venvs
+   (uv resolves, unpacks and byte-compiles the lock's wheels in about a third of pip's CPU). The
+   venv itself is the target Python's (``python -m venv --without-pip``). It is built once per
+   lock; ``.complete`` is written last, and a venv without it is an unfinished one that is built
+   again. A release whose lock has not changed does not rebuild it, and never needs uv.
 2. The release venv (``--release``/venv) is made without pip (``python -m venv --without-pip``)
    and gets the dependency venv's site-packages as hard links (``cp -al``: no byte is copied, the
    files share their inodes). So the release venv is complete on its own, as before: `current`'s
    site-packages is the only path the processes need (PYTHONPATH), a chain reload imports the new
    release's libraries, and removing a dependency venv never breaks a release. The dependency
-   venv's console scripts (uwsgi, dramatiq, pip) are written into the release's bin/ with the
-   release's python in their ``#!`` line (or in the ``exec`` line pip writes when the path is too
-   long for ``#!``).
+   venv's console scripts (uwsgi, dramatiq) are written into the release's bin/ with the
+   release's python in their ``#!`` line (or in the ``exec`` line the installer writes when the
+   path is too long for ``#!``).
 3. The app wheel goes into the release venv alone. A pure-Python wheel without scripts, entry
    points or ``.data`` whose files are all new to the venv (the app's) is unpacked into
-   site-packages and byte-compiled, as pip installs it (INSTALLER written, RECORD as shipped) but
-   without pip's 0.5-0.9 s start; any other wheel is installed by ``pip install --no-deps`` (no
+   site-packages and byte-compiled, as an installer would (INSTALLER written, RECORD as shipped)
+   but without starting one; any other wheel is installed by ``uv pip install --no-deps`` (no
    index). Either way only new files are written: a linked file is never rewritten.
 0. The release directory is made (0755) and, with ``--lock-text``, the lock written into it as
    ``--lock`` (the controller passes its text: no transfer of its own).
@@ -25,25 +28,29 @@ target Python: ``python3 -c <this file> ...``).
 5. The dependency venvs of other locks (the other directories next to ``--deps``) are removed: no
    release needs one once it is built, and only the current lock's serves the next release.
 
-pip's settings (no index, no config file of the host) come from the environment the task sets
-(``__coinex_chatbot_pip_env``). Prints one JSON line: {"deps_built": bool, "deps": path,
+uv reads no configuration file and no index of the host (``UV_OPTIONS``), and neither the release
+nor the dependency venv has pip. Prints one JSON line: {"deps_built": bool, "deps": path,
 "removed": [paths], "seconds": {...}}. Exits non-zero with the failed step's command and output.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
-# where pip puts the interpreter of a console script: its first lines
+# where the installer puts the interpreter of a console script: its first lines
 HEAD = 1024
-PIP = ["-m", "pip", "--isolated", "install", "--no-index", "--disable-pip-version-check"]
+# uv pip install: the wheelhouse only, no configuration file, cache or index of the host
+UV_OPTIONS = ["--no-config", "--no-cache", "--offline", "--no-index", "--quiet", "--link-mode=copy"]
 
 
 def run(step: str, argv: list[str]) -> None:
@@ -58,20 +65,51 @@ def site_packages(venv: Path) -> Path:
     )
 
 
-def build_deps(deps: Path, wheelhouse: Path, lock: Path) -> bool:
+def uv_from(wheelhouse: Path, into: Path) -> Path:
+    """uv's binary, unpacked from the wheelhouse's one uv wheel into the directory ``into``."""
+    wheels = sorted(wheelhouse.glob("uv-*.whl"))
+    if len(wheels) != 1:
+        sys.exit(f"the wheelhouse {wheelhouse} has {len(wheels)} uv wheels, not one")
+    with zipfile.ZipFile(wheels[0]) as zf:
+        names = [name for name in zf.namelist() if name.endswith(".data/scripts/uv")]
+        if len(names) != 1:
+            sys.exit(f"{wheels[0]} has no uv binary (.data/scripts/uv)")
+        binary = into / "uv"
+        with zf.open(names[0]) as src, binary.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    binary.chmod(0o755)
+    return binary
+
+
+def uv_install(uv: Path, step: str, python: Path, wheelhouse: Path, args: list[str]) -> None:
+    """``uv pip install`` into the venv of ``python`` from the wheelhouse, byte-compiled."""
+    run(
+        step,
+        [
+            str(uv),
+            "pip",
+            "install",
+            *UV_OPTIONS,
+            "--find-links",
+            str(wheelhouse),
+            "--python",
+            str(python),
+            "--compile-bytecode",
+            *args,
+        ],
+    )
+
+
+def build_deps(deps: Path, wheelhouse: Path, lock: Path, uv: Callable[[], Path]) -> bool:
     """The dependency venv of the lock; False when it was already complete."""
     if (deps / ".complete").is_file():
         return False
-    deps.parent.mkdir(parents=True, exist_ok=True)
     if deps.exists():  # an unfinished one (no .complete)
         shutil.rmtree(deps)
     try:
-        run("dependency venv", [sys.executable, "-m", "venv", str(deps)])
-        python = str(deps / "bin" / "python")
-        run(
-            "dependency install",
-            [python, *PIP, "--find-links", str(wheelhouse), "--requirement", str(lock)],
-        )
+        run("dependency venv", [sys.executable, "-m", "venv", "--without-pip", str(deps)])
+        python = deps / "bin" / "python"
+        uv_install(uv(), "dependency install", python, wheelhouse, ["--requirement", str(lock)])
         (deps / ".complete").write_text(lock.read_text())
     except BaseException:
         shutil.rmtree(deps, ignore_errors=True)
@@ -79,7 +117,9 @@ def build_deps(deps: Path, wheelhouse: Path, lock: Path) -> bool:
     return True
 
 
-def build_release(deps: Path, venv: Path, app_wheel: Path) -> None:
+def build_release(
+    deps: Path, venv: Path, app_wheel: Path, wheelhouse: Path, uv: Callable[[], Path]
+) -> None:
     if venv.exists():  # an unfinished release of an earlier run: start again
         shutil.rmtree(venv)
     run("release venv", [sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -87,9 +127,9 @@ def build_release(deps: Path, venv: Path, app_wheel: Path) -> None:
         "link the dependencies",
         ["cp", "-al", "--", f"{site_packages(deps)}/.", str(site_packages(venv))],
     )
-    # pip writes the interpreter into a script's first line (#!/path/python) or, for a path too
-    # long for a #! line, into a /bin/sh exec line: either way the dependency venv's python is in
-    # the script's head, and there it becomes the release's
+    # the installer writes the interpreter into a script's first line (#!/path/python) or, for a
+    # path too long for a #! line, into a /bin/sh exec line: either way the dependency venv's
+    # python is in the script's head, and there it becomes the release's
     old_python, new_python = f"{deps}/bin/python".encode(), f"{venv}/bin/python".encode()
     for script in sorted((deps / "bin").iterdir()):
         target = venv / "bin" / script.name
@@ -102,15 +142,8 @@ def build_release(deps: Path, venv: Path, app_wheel: Path) -> None:
         target.write_bytes(head.replace(old_python, new_python) + rest)
         target.chmod(0o755)
     if not unpack_wheel(venv, app_wheel):
-        run(
-            "app install",
-            [
-                str(venv / "bin" / "python"),
-                *PIP,
-                "--no-deps",
-                "--no-warn-script-location",
-                str(app_wheel),
-            ],
+        uv_install(
+            uv(), "app install", venv / "bin" / "python", wheelhouse, ["--no-deps", str(app_wheel)]
         )
 
 
@@ -181,9 +214,13 @@ def main() -> int:
     args.release.chmod(0o755)
     if args.lock_text is not None:
         write_atomically(args.lock, args.lock_text)
-    deps_built = build_deps(args.deps, args.wheelhouse, args.lock)
-    deps_done = time.monotonic()
-    build_release(args.deps, args.release / "venv", args.app_wheel)
+    args.deps.parent.mkdir(parents=True, exist_ok=True)
+    # uv is unpacked only when something is installed by it (next to the venvs: /tmp may be noexec)
+    with tempfile.TemporaryDirectory(dir=args.deps.parent, prefix=".uv-") as tmp:
+        uv = functools.cache(lambda: uv_from(args.wheelhouse, Path(tmp)))
+        deps_built = build_deps(args.deps, args.wheelhouse, args.lock, uv)
+        deps_done = time.monotonic()
+        build_release(args.deps, args.release / "venv", args.app_wheel, args.wheelhouse, uv)
     seconds = {
         "deps": round(deps_done - started, 2),
         "release": round(time.monotonic() - deps_done, 2),

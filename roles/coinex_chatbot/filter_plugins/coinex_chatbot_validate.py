@@ -411,6 +411,7 @@ CHECKS: tuple[tuple[str, Check, Any], ...] = (
         ),
     ),
     (V + "local_supervisor_version", matches, (r"[0-9]+([.][0-9]+)*", "a version like 4.3.0")),
+    (V + "uv_version", matches, (r"[0-9]+([.][0-9]+)*", "a version like 0.13.9")),
     (V + "rollback_release", rollback_release, None),
     (
         V + "local_redis_maxmemory",
