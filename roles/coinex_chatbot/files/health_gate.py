@@ -41,7 +41,8 @@ SERVER = f"{GROUP}:coinex_customer_chatbot_server"
 TASK = f"{GROUP}:coinex_customer_chatbot_task_"
 SETTLED = {"STOPPED", "FATAL", "UNKNOWN", "missing", "unexpected"}
 SETTLE_S = 3.0
-POLL_S = 1.0
+POLL_S = 1.0  # between two supervisorctl status calls (each starts a Python process)
+QUICK_S = 0.1  # between two looks at something cheap: the ready markers, an HTTP answer
 PID = re.compile(r"\bpid (\d+)")
 STATUS_LINE = re.compile(rf"^({re.escape(GROUP)}:\S+)\s+([A-Z]+)\b\s*(.*)$")
 
@@ -58,6 +59,8 @@ class Gate:
         self.args = args
         self.started = time.monotonic()
         self.deadline = self.started + args.timeout
+        # RUNNING task processes whose ready marker does not hold their pid yet: name -> pid
+        self.booting: dict[str, str] = {}
         # the host's own URL: never through a proxy of the environment
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -116,6 +119,7 @@ class Gate:
         except OSError as exc:
             return {}, f"cannot run {self.args.supervisorctl[0]}: {exc.strerror}"
         seen: dict[str, tuple[str, str]] = {}
+        self.booting = {}
         for line in output.splitlines():
             if m := STATUS_LINE.match(line.strip()):
                 seen[m.group(1)] = (m.group(2), m.group(3).strip())
@@ -129,6 +133,7 @@ class Gate:
                 problems[name] = f"{state} ({info})" if info else state
             elif name.startswith(TASK) and (not_ready := self.not_ready(name, info)):
                 problems[name] = f"BOOTING ({not_ready})"
+                self.booting[name] = m.group(1) if (m := PID.search(info)) else "?"
         for name in sorted(set(seen) - set(wanted)):
             problems[name] = f"unexpected ({seen[name][0]})"
         return problems, ""
@@ -138,12 +143,30 @@ class Gate:
         if self.args.ready_dir is None:
             return ""
         pid = m.group(1) if (m := PID.search(info)) else "?"
-        marker = Path(self.args.ready_dir) / f"{name.split(':', 1)[1]}.ready"
-        try:
-            said = marker.read_text().strip()
-        except OSError:
+        marker = self.marker(name)
+        said = self.marker_pid(name)
+        if said is None:
             return f"pid {pid}, no {marker} yet"
         return "" if said == pid else f"pid {pid}, {marker} holds pid {said}"
+
+    def marker(self, name: str) -> Path:
+        return Path(self.args.ready_dir) / f"{name.split(':', 1)[1]}.ready"
+
+    def marker_pid(self, name: str) -> str | None:
+        try:
+            return self.marker(name).read_text().strip()
+        except OSError:
+            return None
+
+    def wait_for_markers(self, seconds: float) -> None:
+        """Up to ``seconds``: until every booting task process has written its pid (file reads
+        every QUICK_S, so the next status call follows its boot closely instead of up to POLL_S
+        later)."""
+        until = min(time.monotonic() + seconds, self.deadline)
+        while time.monotonic() < until:
+            if all(self.marker_pid(name) == pid for name, pid in self.booting.items()):
+                return
+            time.sleep(QUICK_S)
 
     def describe(self, problems: dict[str, str]) -> str:
         kinds: dict[str, list[str]] = {}
@@ -184,7 +207,10 @@ class Gate:
                     else f"after {now - self.started:.1f} s (timeout {self.args.timeout:g} s)"
                 )
                 raise CheckFailed("programs RUNNING", f"{detail} [{when}]")
-            time.sleep(POLL_S)
+            if all(state.startswith("BOOTING") for state in problems.values()):
+                self.wait_for_markers(POLL_S)  # only boots to wait for: watch their markers
+            else:
+                time.sleep(POLL_S)
 
     # ----- check 2: /readyz ----------------------------------------------------------------
     def check_readyz(self) -> str:
@@ -199,7 +225,7 @@ class Gate:
                     "GET /readyz 200",
                     f"GET {url} not 200 within {self.args.timeout:g} s, {last}",
                 )
-            time.sleep(POLL_S)
+            time.sleep(QUICK_S)
 
     # ----- check 3: the question answered with the expected article ---------------------------
     def call(
@@ -219,7 +245,7 @@ class Gate:
             if self.remaining() <= 0:
                 got = f"status {status}: {self.short(answer)}" if status else str(answer)
                 raise CheckFailed(self.answer_check, f"{what} failed ({got}) {self.asked}")
-            time.sleep(POLL_S)
+            time.sleep(QUICK_S)
 
     @property
     def answer_check(self) -> str:
@@ -260,7 +286,7 @@ class Gate:
                     self.answer_check,
                     f"{self.asked}: not answered within {self.args.timeout:g} s ({why})",
                 )
-            time.sleep(0.5)
+            time.sleep(QUICK_S)
         articles = [a.get("id") for a in msg.get("articles") or [] if isinstance(a, dict)]
         top = articles[0] if articles else None
         listed = ", ".join(map(str, articles)) or "none"
