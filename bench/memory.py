@@ -7,6 +7,8 @@ coinex_chatbot.worker``, one process each; the preload and freeze variants run D
 by default) with the configuration's environment; wrk
 (bench/wrk/mix.lua) sends exactly N requests, M of them POST .../messages; once
 the workers have answered every message, psutil reads the memory of every process.
+The task processes load the knowledge base's prebuilt indexes, as a deployed release's do: the
+bench writes them first (``python -m coinex_chatbot.prebuilt``) and removes them at the end.
 """
 
 from __future__ import annotations
@@ -449,6 +451,22 @@ def stopped(signum: int, frame: object) -> None:
     raise BenchError(f"stopped by signal {signum}")  # the finally blocks stop every process
 
 
+@contextlib.contextmanager
+def prebuilt_indexes() -> Iterator[None]:
+    """The knowledge base's prebuilt indexes in the source tree, as the role writes them into
+    a release (app/src/coinex_chatbot/prebuilt.py), for the duration of the runs."""
+    python = str(common.VENV_BIN / "python")
+    out = subprocess.run(
+        [python, "-c", "from coinex_chatbot import prebuilt; prebuilt.main()"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    path = Path(out.stdout.split()[-1])
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def main(argv: list[str]) -> int:
     p = common.parser(
         "memory", __doc__, ("conversations", "messages"), conversations=4000, messages=20_000
@@ -472,7 +490,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stopped)
     slots, jemalloc = [Slot(CONFIGS[n]) for n in names], find_jemalloc()
     host, started = common.machine(), time.monotonic()
-    with common.lab("bench-memory-") as lab:
+    with common.lab("bench-memory-") as lab, prebuilt_indexes():
         for slot in slots:
             slot.uwsgi_vars = dict(slot.config.recycling)
             if slot.config.rss_margin is not None:  # glibc ran first

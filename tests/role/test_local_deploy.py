@@ -128,7 +128,12 @@ def test_first_deploy_answers_a_question(local: LocalDeploy) -> None:
     server_env = Path(f"/proc/{server_pid.stdout.strip()}/environ").read_bytes().split(b"\0")
     assert not any(e.startswith(b"PYTHONMALLOC=") for e in server_env)  # uWSGI keeps pymalloc
     # jemalloc names every option it does not know ("<jemalloc>: Invalid conf pair") on stderr
-    assert "<jemalloc>" not in (logs / "coinex_customer_chatbot_task_00.log").read_text()
+    task_log = (logs / "coinex_customer_chatbot_task_00.log").read_text()
+    assert "<jemalloc>" not in task_log
+    # the release step built the knowledge base's indexes once; the task process loaded them
+    site = local.base / "current/venv/lib"
+    assert list(site.glob("python3*/site-packages/coinex_chatbot/prebuilt.pickle"))
+    assert '"msg": "knowledge base loaded"' in task_log and '"prebuilt_indexes": "used"' in task_log
     assert (local.base / "shared/config/app.env").stat().st_mode & 0o777 == 0o640
     local.releases_seen.append(local.current())
 

@@ -447,6 +447,12 @@ class _LanguageIndex:
         self.snippet_ptr = np.cumsum([0] + [len(ids) for ids in by_row]).astype(np.int64)
         self.snippet_ids = np.array([i for ids in by_row for i in ids], dtype=np.int32)
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (prebuilt.py): the tokens become the interned strings again, the ones the
+        classifier's vocabulary (interned when it loads, after this) and the questions share."""
+        state["rows"] = {sys.intern(token): row for token, row in state["rows"].items()}
+        self.__dict__.update(state)
+
     def _in_article(self, token: str, article: int) -> bool:
         """Whether ``article``'s text has the indexed ``token``: its BM25 row lists the articles
         that use it (a set of tokens per article took 4.5 MiB per process)."""
@@ -916,9 +922,12 @@ class KnowledgeBase:
         phrasings: dict[str, dict[str, list[str]]] | None = None,
         calibration: Calibration | None = None,
         classifiers: dict[str, Classifier] | None = None,
+        indexes: dict[str, _LanguageIndex] | None = None,
     ) -> None:
         """``classifiers``: default the packaged ones if they are for these articles, else
-        trained here on ``records``, ``phrasings`` and the packaged off-topic questions."""
+        trained here on ``records``, ``phrasings`` and the packaged off-topic questions.
+        ``indexes``: the ones built from these very records and phrasings (prebuilt.py), else
+        built here."""
         self._ids: list[str] = []
         self._articles: dict[str, list[Article]] = {lang: [] for lang in LANGUAGES}
         extra: dict[str, list[list[str]]] = {lang: [] for lang in LANGUAGES}
@@ -933,11 +942,12 @@ class KnowledgeBase:
                 extra[lang].append(more)
                 article = Article(record["id"], record["topic"], title, body, lang)
                 self._articles[lang].append(article)
-        self._indexes = (
-            {lang: _LanguageIndex(self._articles[lang], extra[lang], lang) for lang in LANGUAGES}
-            if records
-            else {}
-        )
+        if indexes is None:
+            indexes = {
+                lang: _LanguageIndex(self._articles[lang], extra[lang], lang)
+                for lang in (LANGUAGES if records else ())
+            }
+        self._indexes = indexes
         self._calibration = calibration or packaged_calibration()
         if classifiers is None and records:
             packaged = packaged_classifiers()
@@ -949,16 +959,27 @@ class KnowledgeBase:
 
     # ----- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: Path | None = None) -> KnowledgeBase:
+    def load(cls, path: Path | None = None, prebuilt: bool = True) -> KnowledgeBase:
         """The articles of ``corpus.load_records(path)`` (default: the packaged corpus and its
         phrasings; for a directory ``path``, the phrasings of ``path/phrasings`` if any),
-        indexed."""
+        indexed. The packaged corpus takes the release's prebuilt indexes when ``prebuilt`` and
+        they are of this very package (prebuilt.py); ``prebuilt_note`` says why not, if not."""
         if path is None:
-            return cls(load_records(), load_phrasings())
+            indexes, note = prebuilt_indexes() if prebuilt else (None, "not asked for")
+            kb = cls(load_records(), load_phrasings(), indexes=indexes)
+            kb.prebuilt_note = note
+            return kb
         folder = Path(path) / "phrasings"
         return cls(load_records(path), load_phrasings(folder) if folder.is_dir() else None)
 
     # ----- introspection -------------------------------------------------------------------
+    prebuilt_note = "not the packaged corpus"  # "" when load() took the prebuilt indexes
+
+    @property
+    def indexes(self) -> dict[str, _LanguageIndex]:
+        """Language -> its index (what prebuilt.py stores)."""
+        return self._indexes
+
     def __len__(self) -> int:
         return len(self._ids)
 
@@ -1199,6 +1220,20 @@ def fit_calibration(rows: list[dict]) -> tuple[Calibration, dict]:
             "off_topic_answered": int((answered & ~on).sum()),
         }
     return Calibration(gate, right, point), report
+
+
+def prebuilt_indexes() -> tuple[dict[str, _LanguageIndex] | None, str]:
+    """The release's prebuilt indexes of the packaged corpus (prebuilt.py), and why not."""
+    from . import prebuilt
+
+    indexes, note = prebuilt.load()
+    if indexes is not None and not (
+        isinstance(indexes, dict)
+        and set(indexes) == set(LANGUAGES)
+        and all(isinstance(i, _LanguageIndex) for i in indexes.values())
+    ):
+        return None, "prebuilt file holds no indexes of these languages"
+    return indexes, note
 
 
 @functools.lru_cache(maxsize=1)

@@ -22,7 +22,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware, TimeLimitExceeded
 
 from .config import Settings, load_settings
-from .logs import setup_logging
+from .logs import log_event, setup_logging
 from .redis_connection import redis_client
 from .store import CLIENT_OPTIONS, Store
 
@@ -83,7 +83,14 @@ class WarmUp(Middleware):
         from .knowledge import get_knowledge_base
 
         setup_logging(get_runtime().settings.log_level)
-        get_knowledge_base()
+        started = time.monotonic()
+        kb = get_knowledge_base()
+        log_event(
+            log,
+            "knowledge base loaded",
+            seconds=round(time.monotonic() - started, 3),
+            prebuilt_indexes=kb.prebuilt_note or "used",
+        )
 
 
 class RetryAfterRedisReturns(Middleware):

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 EXCLUDED_DIRS = {"__pycache__", "build", "dist", "tests", ".pytest_cache", ".ruff_cache", ".venv"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".egg-info")
+# made on each host by the release step (python -m coinex_chatbot.prebuilt), never shipped
+EXCLUDED_FILES = {"prebuilt.pickle"}
 
 
 def source_files(app_src: Path) -> list[Path]:
@@ -48,7 +50,11 @@ def source_files(app_src: Path) -> list[Path]:
         dirs[:] = sorted(
             d for d in dirs if d not in EXCLUDED_DIRS and not d.endswith(EXCLUDED_SUFFIXES)
         )
-        files.extend(Path(root) / n for n in names if not n.endswith(EXCLUDED_SUFFIXES))
+        files.extend(
+            Path(root) / n
+            for n in names
+            if not n.endswith(EXCLUDED_SUFFIXES) and n not in EXCLUDED_FILES
+        )
     return sorted(files)
 
 
@@ -122,7 +128,7 @@ def build_app_wheel(pip: list[str], app_src: Path, dest: Path, isolated: bool) -
         shutil.copytree(
             app_src,
             src_copy,
-            ignore=shutil.ignore_patterns(*EXCLUDED_DIRS, "*.pyc", "*.egg-info"),
+            ignore=shutil.ignore_patterns(*EXCLUDED_DIRS, *EXCLUDED_FILES, "*.pyc", "*.egg-info"),
         )
         out = Path(tmp) / "out"
         if isolated:  # pip makes the build environment with the app's build requirements

@@ -23,9 +23,13 @@ target Python: ``python3 -c <this file> ...``).
    index). Either way only new files are written: a linked file is never rewritten.
 0. The release directory is made (0755) and, with ``--lock-text``, the lock written into it as
    ``--lock`` (the controller passes its text: no transfer of its own).
-4. ``.release.json`` (``--info``), then ``.fingerprint`` (``--fingerprint``) are written, each
+4. With ``--prebuild MODULE``, ``python -m MODULE`` runs with the release venv's python once the
+   app is in (the role passes ``coinex_chatbot.prebuilt``: it writes the knowledge base's indexes
+   into the release, so that each task process loads them instead of building them at its start).
+   It failing fails the release, which then has no fingerprint.
+5. ``.release.json`` (``--info``), then ``.fingerprint`` (``--fingerprint``) are written, each
    atomically, the fingerprint last: it marks the release complete (tasks/releases.yml).
-5. The dependency venvs of other locks (the other directories next to ``--deps``) are removed: no
+6. The dependency venvs of other locks (the other directories next to ``--deps``) are removed: no
    release needs one once it is built, and only the current lock's serves the next release.
 
 uv reads no configuration file and no index of the host (``UV_OPTIONS``), and neither the release
@@ -208,6 +212,7 @@ def main() -> int:
     p.add_argument("--app-wheel", type=Path, required=True)
     p.add_argument("--info", required=True, help="JSON for .release.json")
     p.add_argument("--fingerprint", required=True, help="content of .fingerprint")
+    p.add_argument("--prebuild", help="module the release's python runs (-m) once the app is in")
     args = p.parse_args()
     started = time.monotonic()
     args.release.mkdir(parents=True, exist_ok=True)
@@ -221,9 +226,13 @@ def main() -> int:
         deps_built = build_deps(args.deps, args.wheelhouse, args.lock, uv)
         deps_done = time.monotonic()
         build_release(args.deps, args.release / "venv", args.app_wheel, args.wheelhouse, uv)
+    release_done = time.monotonic()
+    if args.prebuild:
+        run("prebuild", [str(args.release / "venv" / "bin" / "python"), "-m", args.prebuild])
     seconds = {
         "deps": round(deps_done - started, 2),
-        "release": round(time.monotonic() - deps_done, 2),
+        "release": round(release_done - deps_done, 2),
+        "prebuild": round(time.monotonic() - release_done, 2),
     }
     write_atomically(
         args.release / ".release.json",
