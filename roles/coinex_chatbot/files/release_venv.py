@@ -4,7 +4,7 @@ target Python: ``python3 -c <this file> ...``).
 1. The dependency venv ``--deps`` (``<base>/shared/venvs/<lock hash>-<python>-<arch>``) holds every
    pinned dependency of the lock, installed from the wheelhouse (no index) by uv, whose binary is
    unpacked from the wheelhouse's uv wheel into a temporary directory next to the dependency venvs
-   (uv resolves, unpacks and byte-compiles the lock's wheels in about a third of pip's CPU). The
+   (uv resolves, unpacks and byte-compiles the lock's wheels in about half of pip's CPU). The
    venv itself is the target Python's (``python -m venv --without-pip``). It is built once per
    lock; ``.complete`` is written last, and a venv without it is an unfinished one that is built
    again. A release whose lock has not changed does not rebuild it, and never needs uv.
