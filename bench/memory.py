@@ -457,7 +457,7 @@ def prebuilt_indexes() -> Iterator[None]:
     a release (app/src/coinex_chatbot/prebuilt.py), for the duration of the runs."""
     python = str(common.VENV_BIN / "python")
     out = subprocess.run(
-        [python, "-c", "from coinex_chatbot import prebuilt; prebuilt.main()"],
+        [python, "-m", "coinex_chatbot.prebuilt"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     path = Path(out.stdout.split()[-1])

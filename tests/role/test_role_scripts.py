@@ -240,14 +240,15 @@ def uv_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheel
 
 
-def _dist(path: Path, name: str, files: dict[str, str]) -> Path:
-    """A pure wheel ``path`` of distribution ``name`` 1.0 with ``files`` (and its dist-info)."""
+def _dist(path: Path, name: str, files: dict[str, str], purelib: bool = True) -> Path:
+    """A wheel ``path`` of distribution ``name`` 1.0 with ``files`` (and its dist-info)."""
     info = f"{name}-1.0.dist-info"
+    wheel = f"Wheel-Version: 1.0\nRoot-Is-Purelib: {str(purelib).lower()}\nTag: py3-none-any\n"
     with zipfile.ZipFile(path, "w") as zf:
         for arc, text in {
             **files,
             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-            f"{info}/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+            f"{info}/WHEEL": wheel,
         }.items():
             zf.writestr(arc, text)
         zf.writestr(
@@ -541,19 +542,8 @@ def test_supervisor_state_over_xmlrpc_is_what_supervisorctl_says(tmp_path: Path)
 
 def _wheel(path: Path, extra: dict[str, str] | None = None, purelib: bool = True) -> Path:
     """A small wheel of package ``tiny`` (its files; ``extra``: more name -> text)."""
-    info = "tiny-1.0.dist-info"
-    files = {
-        "tiny/__init__.py": "ANSWER = 42\n",
-        "tiny/data/kb.json": "{}\n",
-        f"{info}/METADATA": "Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n",
-        f"{info}/WHEEL": f"Wheel-Version: 1.0\nRoot-Is-Purelib: {str(purelib).lower()}\n",
-        f"{info}/RECORD": "",
-        **(extra or {}),
-    }
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, text in files.items():
-            zf.writestr(name, text)
-    return path
+    files = {"tiny/__init__.py": "ANSWER = 42\n", "tiny/data/kb.json": "{}\n", **(extra or {})}
+    return _dist(path, "tiny", files, purelib)
 
 
 def test_a_plain_app_wheel_is_unpacked_and_compiled_and_any_other_left_to_uv(
